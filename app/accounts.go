@@ -1,0 +1,249 @@
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// TokenPair is what a sign-in or a refresh returns.
+type TokenPair struct {
+	Access  string
+	Refresh string
+}
+
+// Register creates a patient or doctor account. Doctors start unapproved
+// unless the operator turned auto-approval on. EInvalid.
+func (a *App) Register(ctx context.Context, r domain.Registration) (domain.User, error) {
+	if err := r.Validate(); err != nil {
+		return domain.User{}, err
+	}
+	hash, err := a.hasher.Hash(ctx, r.Password)
+	if err != nil {
+		return domain.User{}, err
+	}
+	u, err := domain.NewUser(r, hash, a.cfg.AutoApproveDoctors, a.clock.Now())
+	if err != nil {
+		return domain.User{}, err
+	}
+	if err := a.store.Users().Create(ctx, &u); err != nil {
+		return domain.User{}, err
+	}
+	return u, nil
+}
+
+// SignIn checks a password and opens a new sign-in. Wrong password, unknown
+// or inactive user all get the same answer after the same work (a hash is
+// verified either way), so usernames cannot be probed. Failures are
+// throttled per username and per client address. EUnauthorized, EThrottled.
+func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string) (TokenPair, error) {
+	now := a.clock.Now()
+	if wait := a.throttle.blocked(username, remoteAddr, now); wait > 0 {
+		return TokenPair{}, throttled(wait)
+	}
+	u, err := a.store.Users().ByUsername(ctx, username)
+	hash := u.PasswordHash
+	if err != nil {
+		if domain.ErrorCode(err) != domain.ENotFound {
+			return TokenPair{}, err
+		}
+		hash = a.dummyHash
+	}
+	ok, verr := a.hasher.Verify(ctx, hash, password)
+	if verr != nil {
+		return TokenPair{}, verr
+	}
+	if err != nil || !ok || !u.Active {
+		a.throttle.fail(username, remoteAddr, now)
+		return TokenPair{}, &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
+	}
+	s := domain.Session{ID: a.newID(), UserID: u.ID, CreatedAt: now.UTC(), ExpiresAt: now.Add(a.cfg.RefreshTTL).UTC()}
+	if err := a.store.Sessions().Create(ctx, s); err != nil {
+		return TokenPair{}, err
+	}
+	return a.issuePair(u.ID, u.Role, s.ID, now)
+}
+
+func throttled(wait time.Duration) error {
+	secs := int((wait + time.Second - 1) / time.Second)
+	return &domain.Error{
+		Code:       domain.EThrottled,
+		Message:    "Request was throttled. Expected available in " + itoa(secs) + " seconds.",
+		RetryAfter: time.Duration(secs) * time.Second,
+	}
+}
+
+func (a *App) issuePair(userID int64, role domain.Role, sessionID string, now time.Time) (TokenPair, error) {
+	base := ports.TokenClaims{UserID: userID, Role: role, SessionID: sessionID, IssuedAt: now}
+	access, refresh := base, base
+	access.Type, access.JTI, access.ExpiresAt = ports.AccessToken, a.newID(), now.Add(a.cfg.AccessTTL)
+	refresh.Type, refresh.JTI, refresh.ExpiresAt = ports.RefreshToken, a.newID(), now.Add(a.cfg.RefreshTTL)
+	at, err := a.tokens.Issue(access)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	rt, err := a.tokens.Issue(refresh)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{Access: at, Refresh: rt}, nil
+}
+
+func (a *App) newID() string { return hex.EncodeToString(a.random(16)) }
+
+// Refresh rotates a refresh token: it works once. Presenting one that was
+// already used means it leaked, so the whole sign-in is revoked, including
+// the legitimate holder's newer tokens. EUnauthorized.
+func (a *App) Refresh(ctx context.Context, refresh string) (TokenPair, error) {
+	now := a.clock.Now()
+	c, s, err := a.liveRefresh(ctx, refresh, now)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	u, err := a.store.Users().ByID(ctx, c.UserID)
+	if err != nil || !u.Active {
+		return TokenPair{}, domain.RefreshNotValid()
+	}
+	fresh, err := a.store.Sessions().UseRefresh(ctx, c.JTI, s.ID, c.ExpiresAt, now)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if !fresh {
+		if err := a.revokeSession(ctx, s.ID, now); err != nil {
+			return TokenPair{}, err
+		}
+		a.log.Warn("refresh token reused; sign-in revoked", "user_id", u.ID)
+		return TokenPair{}, domain.RefreshNotValid()
+	}
+	return a.issuePair(u.ID, u.Role, s.ID, now)
+}
+
+// Blacklist revokes the sign-in a refresh token belongs to, with every
+// token rotated from it. EUnauthorized.
+func (a *App) Blacklist(ctx context.Context, refresh string) error {
+	now := a.clock.Now()
+	_, s, err := a.liveRefresh(ctx, refresh, now)
+	if err != nil {
+		return err
+	}
+	return a.revokeSession(ctx, s.ID, now)
+}
+
+// liveRefresh verifies a refresh token and that its sign-in still stands.
+func (a *App) liveRefresh(ctx context.Context, refresh string, now time.Time) (ports.TokenClaims, domain.Session, error) {
+	c, err := a.tokens.Verify(refresh, ports.RefreshToken, now)
+	if err != nil {
+		return c, domain.Session{}, domain.RefreshNotValid()
+	}
+	s, err := a.store.Sessions().Get(ctx, c.SessionID)
+	if domain.ErrorCode(err) == domain.ENotFound || (err == nil && (s.RevokedAt != nil || s.UserID != c.UserID)) {
+		return c, s, domain.RefreshNotValid()
+	} else if err != nil {
+		return c, s, err
+	}
+	return c, s, nil
+}
+
+func (a *App) revokeSession(ctx context.Context, id string, now time.Time) error {
+	if err := a.store.Sessions().Revoke(ctx, id, now); err != nil {
+		return err
+	}
+	a.revoked.add(id, now)
+	return nil
+}
+
+// Authenticate turns an access token into the actor it speaks for. A
+// revoked sign-in is refused at once, from memory: no database round trip
+// per request. EUnauthorized.
+func (a *App) Authenticate(_ context.Context, access string) (domain.Actor, error) {
+	now := a.clock.Now()
+	c, err := a.tokens.Verify(access, ports.AccessToken, now)
+	if err != nil || a.revoked.has(c.SessionID) {
+		return domain.Actor{}, domain.TokenNotValid()
+	}
+	return domain.Actor{ID: c.UserID, Role: c.Role, SessionID: c.SessionID}, nil
+}
+
+// SyncRevocations loads sign-ins revoked since the last sync, including by
+// other processes (the CLI deactivating a user), into memory.
+func (a *App) SyncRevocations(ctx context.Context) error {
+	now := a.clock.Now()
+	since := a.revoked.syncedUntil(now.Add(-a.cfg.AccessTTL - time.Minute))
+	list, err := a.store.Sessions().RevokedSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	for _, r := range list {
+		a.revoked.add(r.ID, r.RevokedAt)
+	}
+	// Entries older than an access token's life protect nothing.
+	a.revoked.prune(now.Add(-a.cfg.AccessTTL-time.Minute), now)
+	return nil
+}
+
+// Me returns the caller's account.
+func (a *App) Me(ctx context.Context, actor domain.Actor) (domain.User, error) {
+	return a.store.Users().ByID(ctx, actor.ID)
+}
+
+// ChangePassword replaces the caller's password after checking the old
+// one, and revokes every sign-in of the user: whoever knew the old
+// password loses access at once. EInvalid.
+func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPassword, newPassword string) error {
+	u, err := a.store.Users().ByID(ctx, actor.ID)
+	if err != nil {
+		return err
+	}
+	ok, err := a.hasher.Verify(ctx, u.PasswordHash, oldPassword)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return domain.FieldError("old_password", "Wrong password.")
+	}
+	fe := domain.FieldErrors{}
+	for _, m := range domain.PasswordProblems(newPassword, u.Username, u.Email) {
+		fe.Add("new_password", m)
+	}
+	if err := fe.Err(); err != nil {
+		return err
+	}
+	hash, err := a.hasher.Hash(ctx, newPassword)
+	if err != nil {
+		return err
+	}
+	u.PasswordHash = hash
+	return a.updateAndRevoke(ctx, u)
+}
+
+// updateAndRevoke saves u and revokes all its sign-ins in one transaction.
+func (a *App) updateAndRevoke(ctx context.Context, u domain.User) error {
+	now := a.clock.Now()
+	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		if err := tx.Users().Update(ctx, u); err != nil {
+			return err
+		}
+		return tx.Sessions().RevokeUser(ctx, u.ID, now)
+	})
+	if err != nil {
+		return err
+	}
+	// Pick up the revoked ids now rather than at the next poll.
+	return a.SyncRevocations(ctx)
+}
+
+// Doctors lists approved, active doctors, for choosing whom to assign.
+func (a *App) Doctors(ctx context.Context, _ domain.Actor, p domain.Page) ([]domain.User, *domain.Cursor, error) {
+	role, yes := domain.RoleDoctor, true
+	items, err := a.store.Users().List(ctx, ports.UserFilter{Role: &role, Approved: &yes, Active: &yes}, pageQuery(p))
+	if err != nil {
+		return nil, nil, err
+	}
+	items, next := trimPage(items, p, userCursor)
+	return items, next, nil
+}
+
+func userCursor(u domain.User) domain.Cursor { return domain.Cursor{CreatedAt: u.CreatedAt, ID: u.ID} }

@@ -1,0 +1,155 @@
+// Package app holds healthrecord's use cases: each method tells one
+// request's story by combining domain rules with the ports.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// Config holds the application's settings, validated by main.
+type Config struct {
+	AccessTTL          time.Duration
+	RefreshTTL         time.Duration
+	AutoApproveDoctors bool
+	// MailHost names this server in email Message-IDs.
+	MailHost string
+	// Sign-in throttling: failures allowed per username and per client
+	// address within ThrottleWindow.
+	ThrottleUser   int
+	ThrottleAddr   int
+	ThrottleWindow time.Duration
+	// AuditFlushInterval bounds how long a read's audit entry may wait in
+	// memory before it is written.
+	AuditFlushInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.AccessTTL == 0 {
+		c.AccessTTL = 5 * time.Minute
+	}
+	if c.RefreshTTL == 0 {
+		c.RefreshTTL = 24 * time.Hour
+	}
+	if c.MailHost == "" {
+		c.MailHost = "healthrecord.localhost"
+	}
+	if c.ThrottleUser == 0 {
+		c.ThrottleUser = 10
+	}
+	if c.ThrottleAddr == 0 {
+		c.ThrottleAddr = 100
+	}
+	if c.ThrottleWindow == 0 {
+		c.ThrottleWindow = 15 * time.Minute
+	}
+	if c.AuditFlushInterval == 0 {
+		c.AuditFlushInterval = 200 * time.Millisecond
+	}
+}
+
+// Deps are the ports the application uses.
+type Deps struct {
+	Store  ports.Store
+	Tokens ports.TokenIssuer
+	Hasher ports.PasswordHasher
+	Clock  ports.Clock
+	// Random returns n random bytes (token ids, session ids).
+	Random func(n int) []byte
+	Log    *slog.Logger
+}
+
+// App is the application: every use case is a method.
+type App struct {
+	store  ports.Store
+	tokens ports.TokenIssuer
+	hasher ports.PasswordHasher
+	clock  ports.Clock
+	random func(int) []byte
+	log    *slog.Logger
+	cfg    Config
+
+	throttle *throttle
+	revoked  *revocations
+	audit    *auditBatcher
+	// dummyHash is verified for unknown usernames, so a sign-in takes as
+	// long whether or not the account exists.
+	dummyHash string
+}
+
+// New builds the application. Call Start before serving requests and Close
+// on shutdown, so buffered audit entries are written.
+func New(d Deps, cfg Config) *App {
+	cfg.setDefaults()
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &App{
+		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
+		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		revoked:  newRevocations(),
+	}
+	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)
+	return a
+}
+
+// Start loads the revoked sign-ins and computes the dummy hash. It must
+// run before the first request.
+func (a *App) Start(ctx context.Context) error {
+	h, err := a.hasher.Hash(ctx, "healthrecord-dummy-password-for-timing")
+	if err != nil {
+		return err
+	}
+	a.dummyHash = h
+	return a.SyncRevocations(ctx)
+}
+
+// Close writes the audit entries still buffered; the store must still be
+// open.
+func (a *App) Close(ctx context.Context) error { return a.audit.Close(ctx) }
+
+// RunBackground flushes buffered audit entries and polls revocations made
+// by other processes (the CLI) until ctx ends.
+func (a *App) RunBackground(ctx context.Context) {
+	go a.audit.Run(ctx)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.SyncRevocations(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("sync revocations", "err", err)
+			}
+		}
+	}
+}
+
+// pageQuery asks the store for one more item than the page holds, to know
+// whether a next page exists.
+func pageQuery(p domain.Page) domain.Page {
+	if p.Limit <= 0 {
+		p.Limit = domain.DefaultPageSize
+	}
+	if p.Limit > domain.MaxPageSize {
+		p.Limit = domain.MaxPageSize
+	}
+	return domain.Page{Limit: p.Limit + 1, After: p.After}
+}
+
+// trimPage cuts items to the requested page and returns the cursor of the
+// next page, nil on the last one.
+func trimPage[T any](items []T, p domain.Page, cursor func(T) domain.Cursor) ([]T, *domain.Cursor) {
+	limit := pageQuery(p).Limit - 1
+	if len(items) <= limit {
+		return items, nil
+	}
+	items = items[:limit]
+	c := cursor(items[limit-1])
+	return items, &c
+}

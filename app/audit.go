@@ -1,0 +1,102 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// entry builds the audit entry for actor doing action on r (r zero for a
+// list).
+func (a *App) entry(actor domain.Actor, action string, r domain.Record, outcome string, now time.Time) domain.AuditEntry {
+	return domain.AuditEntry{
+		At: now.UTC(), ActorID: actor.ID, ActorRole: actor.Role, Action: action,
+		RecordID: r.ID, PatientID: r.PatientID, Outcome: outcome,
+		RequestID: actor.RequestID, RemoteAddr: actor.RemoteAddr,
+	}
+}
+
+// auditRead queues a read's entry: reads are written in batches shortly
+// after, so a read costs no write transaction of its own.
+func (a *App) auditRead(actor domain.Actor, action string, r domain.Record, outcome string) {
+	a.audit.add(a.entry(actor, action, r, outcome, a.clock.Now()))
+}
+
+// auditBatcher buffers read entries and appends them in one transaction
+// per flush. Close flushes what is left, so a clean shutdown loses none;
+// a crash can lose at most one flush interval of reads.
+type auditBatcher struct {
+	store    ports.Store
+	log      *slog.Logger
+	interval time.Duration
+
+	mu      sync.Mutex
+	pending []domain.AuditEntry
+	flushMu sync.Mutex // one flush at a time keeps entries in order
+	kick    chan struct{}
+}
+
+// maxPendingAudit triggers an early flush, bounding memory under load.
+const maxPendingAudit = 1000
+
+func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *auditBatcher {
+	return &auditBatcher{store: s, log: log, interval: interval, kick: make(chan struct{}, 1)}
+}
+
+func (b *auditBatcher) add(e domain.AuditEntry) {
+	b.mu.Lock()
+	b.pending = append(b.pending, e)
+	full := len(b.pending) >= maxPendingAudit
+	b.mu.Unlock()
+	if full {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run flushes every interval (or when the buffer fills) until ctx ends.
+func (b *auditBatcher) Run(ctx context.Context) {
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-b.kick:
+		}
+		if err := b.Flush(context.WithoutCancel(ctx)); err != nil {
+			b.log.Error("audit flush", "err", err)
+		}
+	}
+}
+
+// Flush writes the buffered entries. On failure they go back to the front
+// of the buffer to be tried again: an audit entry is never dropped.
+func (b *auditBatcher) Flush(ctx context.Context) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.mu.Lock()
+	batch := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := b.store.WithinTx(ctx, func(tx ports.Tx) error { return tx.Audit().Append(ctx, batch...) })
+	if err != nil {
+		b.mu.Lock()
+		b.pending = append(batch, b.pending...)
+		b.mu.Unlock()
+	}
+	return err
+}
+
+// Close flushes what is left.
+func (b *auditBatcher) Close(ctx context.Context) error { return b.Flush(ctx) }

@@ -1,0 +1,125 @@
+package domain
+
+import (
+	_ "embed"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MinPasswordLength is Django's MinimumLengthValidator default.
+const MinPasswordLength = 8
+
+// maxPasswordLength bounds the work a hash does; argon2 and bcrypt gain
+// nothing from longer input and a huge one is a denial-of-service vector.
+const maxPasswordLength = 4096
+
+//go:embed common_passwords.txt
+var commonPasswordsText string
+
+var commonPasswords = func() map[string]struct{} {
+	m := map[string]struct{}{}
+	for _, line := range strings.Split(commonPasswordsText, "\n") {
+		if p := strings.TrimSpace(line); p != "" {
+			m[strings.ToLower(p)] = struct{}{}
+		}
+	}
+	return m
+}()
+
+var nonWord = regexp.MustCompile(`\W+`)
+
+// PasswordProblems returns the messages Django's four default validators
+// give for password, in their order; none means the password is acceptable.
+func PasswordProblems(password, username, email string) []string {
+	var out []string
+	if password == "" {
+		return []string{MsgBlank}
+	}
+	if strings.ContainsRune(password, 0) {
+		return []string{MsgNullChars}
+	}
+	if len(password) > maxPasswordLength {
+		return []string{MaxLengthMessage(maxPasswordLength)}
+	}
+	if attr := similarAttribute(password, username, email); attr != "" {
+		out = append(out, fmt.Sprintf("The password is too similar to the %s.", attr))
+	}
+	if utf8.RuneCountInString(password) < MinPasswordLength {
+		out = append(out, fmt.Sprintf("This password is too short. It must contain at least %d characters.", MinPasswordLength))
+	}
+	if _, ok := commonPasswords[strings.ToLower(strings.TrimSpace(password))]; ok {
+		out = append(out, "This password is too common.")
+	}
+	if isNumeric(password) {
+		out = append(out, "This password is entirely numeric.")
+	}
+	return out
+}
+
+func isNumeric(s string) bool {
+	for _, r := range s {
+		if !unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// similarAttribute follows Django's UserAttributeSimilarityValidator: the
+// password is too similar to an attribute (or a word of it) when difflib's
+// quick_ratio reaches 0.7.
+func similarAttribute(password, username, email string) string {
+	const maxSimilarity = 0.7
+	pw := strings.ToLower(password)
+	for _, a := range []struct{ name, value string }{{"username", username}, {"email address", email}} {
+		if a.value == "" {
+			continue
+		}
+		parts := append(nonWord.Split(a.value, -1), a.value)
+		for _, part := range parts {
+			part = strings.ToLower(part)
+			if part == "" || exceedsLengthRatio(pw, maxSimilarity, part) {
+				continue
+			}
+			if quickRatio(pw, part) >= maxSimilarity {
+				return a.name
+			}
+		}
+	}
+	return ""
+}
+
+// exceedsLengthRatio is Django's shortcut: a password much longer than the
+// attribute cannot be too similar to it.
+func exceedsLengthRatio(password string, maxSimilarity float64, value string) bool {
+	pwLen := utf8.RuneCountInString(password)
+	length := utf8.RuneCountInString(value)
+	if length == 0 {
+		return false
+	}
+	return float64(pwLen) >= 10*float64(length) && float64(length) < maxSimilarity*float64(pwLen)
+}
+
+// quickRatio is difflib.SequenceMatcher.quick_ratio: an upper bound of the
+// similarity from the multiset of shared characters.
+func quickRatio(a, b string) float64 {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra)+len(rb) == 0 {
+		return 1
+	}
+	avail := map[rune]int{}
+	for _, r := range rb {
+		avail[r]++
+	}
+	matches := 0
+	for _, r := range ra {
+		if avail[r] > 0 {
+			avail[r]--
+			matches++
+		}
+	}
+	return 2 * float64(matches) / float64(len(ra)+len(rb))
+}

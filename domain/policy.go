@@ -1,0 +1,129 @@
+package domain
+
+// The access policy, in one place. The app layer calls these; handlers and
+// repositories never check roles themselves. Not visible means not found,
+// so a caller cannot tell another patient's record from a missing one.
+
+// Policy messages.
+const (
+	MsgOnlyPatientsCreate  = "Only patients can create health records."
+	MsgOnlyOwnerChanges    = "Only the patient who owns this record can change it."
+	MsgOnlyDoctorsComment  = "Only doctors can comment on health records."
+	MsgAdminNoHealthData   = "Administrators cannot access health records."
+	MsgCommentsAppendOnly  = "Clinical comments cannot be changed or deleted."
+	MsgAdminOnly           = MsgNoPermission
+	MsgNotificationNotMine = MsgNotFound
+)
+
+// CanUseRecords refuses admins: they manage accounts, never read health data.
+func CanUseRecords(a Actor) error {
+	if a.Role == RolePatient || a.Role == RoleDoctor {
+		return nil
+	}
+	return Forbidden(MsgAdminNoHealthData)
+}
+
+// CanCreateRecord: only patients create records.
+func CanCreateRecord(a Actor) error {
+	if err := CanUseRecords(a); err != nil {
+		return err
+	}
+	if a.Role != RolePatient {
+		return Forbidden(MsgOnlyPatientsCreate)
+	}
+	return nil
+}
+
+// CanView: the owner, or the doctor the record is assigned to.
+func CanView(a Actor, r Record) bool {
+	switch a.Role {
+	case RolePatient:
+		return r.PatientID == a.ID
+	case RoleDoctor:
+		return r.DoctorID != 0 && r.DoctorID == a.ID
+	}
+	return false
+}
+
+// CanChange covers update and delete: only the owner. The assigned doctor
+// sees the record, so it gets 403; anyone else gets 404.
+func CanChange(a Actor, r Record) error {
+	if err := CanUseRecords(a); err != nil {
+		return err
+	}
+	if !CanView(a, r) {
+		return NotFound()
+	}
+	if r.PatientID != a.ID {
+		return Forbidden(MsgOnlyOwnerChanges)
+	}
+	return nil
+}
+
+// CanReadRecord is CanView as an error: 403 for admins, 404 when hidden.
+func CanReadRecord(a Actor, r Record) error {
+	if err := CanUseRecords(a); err != nil {
+		return err
+	}
+	if !CanView(a, r) {
+		return NotFound()
+	}
+	return nil
+}
+
+// CanCommentAt is the role half of commenting, checked before the record
+// is looked up: patients (and admins) never comment.
+func CanCommentAt(a Actor) error {
+	if err := CanUseRecords(a); err != nil {
+		return err
+	}
+	if a.Role != RoleDoctor {
+		return Forbidden(MsgOnlyDoctorsComment)
+	}
+	return nil
+}
+
+// CanComment: only the doctor assigned to the record. A record the doctor
+// cannot see is reported as not existing, in the "record" field.
+func CanComment(a Actor, r Record) error {
+	if err := CanCommentAt(a); err != nil {
+		return err
+	}
+	if !CanView(a, r) {
+		return DoesNotExist("record", r.ID)
+	}
+	return nil
+}
+
+// CanViewComment: the comment's author, or the owner of its record.
+func CanViewComment(a Actor, c Comment, r Record) bool {
+	switch a.Role {
+	case RoleDoctor:
+		return c.DoctorID == a.ID
+	case RolePatient:
+		return r.PatientID == a.ID
+	}
+	return false
+}
+
+// CanReadAccessLog: only the record's owner reads who touched it.
+func CanReadAccessLog(a Actor, r Record) error {
+	if err := CanUseRecords(a); err != nil {
+		return err
+	}
+	if !CanView(a, r) {
+		return NotFound()
+	}
+	if r.PatientID != a.ID {
+		return Forbidden(MsgOnlyOwnerChanges)
+	}
+	return nil
+}
+
+// CanAdminister: the admin API is for admins only.
+func CanAdminister(a Actor) error {
+	if a.Role != RoleAdmin {
+		return Forbidden(MsgAdminOnly)
+	}
+	return nil
+}

@@ -1,0 +1,416 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"healthrecord/app"
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// pathID reads the {id} of the URL; anything but a positive integer is a
+// path that does not exist, as Django's <int:pk> would have it.
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, domain.NotFound()
+	}
+	return id, nil
+}
+
+// --- accounts and tokens ---
+
+func (s *server) register(w http.ResponseWriter, r *http.Request) {
+	reg, err := s.decodeRegistration(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	u, err := s.app.Register(r.Context(), reg)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toUser(u, false))
+}
+
+type tokenPairView struct {
+	Refresh string `json:"refresh"`
+	Access  string `json:"access"`
+}
+
+func (s *server) token(w http.ResponseWriter, r *http.Request) {
+	in, err := s.decodeStrings(w, r, "username", "password")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pair, err := s.app.SignIn(r.Context(), in[0], in[1], remoteAddr(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenPairView{Refresh: pair.Refresh, Access: pair.Access})
+}
+
+func (s *server) refresh(w http.ResponseWriter, r *http.Request) {
+	in, err := s.decodeStrings(w, r, "refresh")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pair, err := s.app.Refresh(r.Context(), in[0])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenPairView{Refresh: pair.Refresh, Access: pair.Access})
+}
+
+func (s *server) blacklist(w http.ResponseWriter, r *http.Request) {
+	in, err := s.decodeStrings(w, r, "refresh")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.app.Blacklist(r.Context(), in[0]); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *server) me(w http.ResponseWriter, r *http.Request) {
+	u, err := s.app.Me(r.Context(), actorOf(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toUser(u, false))
+}
+
+func (s *server) changePassword(w http.ResponseWriter, r *http.Request) {
+	in, err := s.decodeStrings(w, r, "old_password", "new_password")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.app.ChangePassword(r.Context(), actorOf(r), in[0], in[1]); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *server) doctors(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.Doctors(r.Context(), actorOf(r), p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, func(u domain.User) doctorView {
+		return doctorView{ID: u.ID, Username: u.Username}
+	}), next)
+}
+
+// --- records ---
+
+func (s *server) listRecords(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.ListRecords(r.Context(), actorOf(r), p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toRecord), next)
+}
+
+func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
+	c, err := s.decodeRecordChange(w, r, true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rec, err := s.app.CreateRecord(r.Context(), actorOf(r), c)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toRecord(rec))
+}
+
+func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rec, err := s.app.GetRecord(r.Context(), actorOf(r), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toRecord(rec))
+}
+
+// updateRecord serves PUT (full) and PATCH (partial).
+func (s *server) updateRecord(full bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c, err := s.decodeRecordChange(w, r, full)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		rec, err := s.app.UpdateRecord(r.Context(), actorOf(r), id, c, full)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toRecord(rec))
+	}
+}
+
+func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.app.DeleteRecord(r.Context(), actorOf(r), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) recordAccessLog(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := newQuery(r)
+	p := q.page()
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.AccessLog(r.Context(), actorOf(r), id, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toAudit), next)
+}
+
+// --- comments ---
+
+func (s *server) listComments(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	recordID := q.id("record")
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.ListComments(r.Context(), actorOf(r), recordID, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toComment), next)
+}
+
+func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
+	in, err := s.decodeComment(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.app.CreateComment(r.Context(), actorOf(r), in.RecordID, in.Text)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toComment(c))
+}
+
+func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.app.GetComment(r.Context(), actorOf(r), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toComment(c))
+}
+
+// commentsAppendOnly answers PUT, PATCH and DELETE on a comment: routed
+// explicitly so the API document lists them, refused like any other
+// method the path does not serve.
+func (s *server) commentsAppendOnly(w http.ResponseWriter, r *http.Request) {
+	s.refuseMethod(w, r, []string{http.MethodGet, http.MethodHead})
+}
+
+// --- notifications ---
+
+func (s *server) notifications(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.Notifications(r.Context(), actorOf(r), p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toNotification), next)
+}
+
+func (s *server) readNotification(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n, err := s.app.MarkNotificationRead(r.Context(), actorOf(r), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toNotification(n))
+}
+
+// --- admin ---
+
+func (s *server) adminUsers(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	var f ports.UserFilter
+	if role := q.choice("role", string(domain.RolePatient), string(domain.RoleDoctor), string(domain.RoleAdmin)); role != "" {
+		rl := domain.Role(role)
+		f.Role = &rl
+	}
+	f.Approved = q.boolean("approved")
+	f.Active = q.boolean("is_active")
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.AdminUsers(r.Context(), actorOf(r), f, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, func(u domain.User) userView { return toUser(u, true) }), next)
+}
+
+func (s *server) adminSetUser(op app.UserOp) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		u, err := s.app.AdminSetUser(r.Context(), actorOf(r), id, op)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toUser(u, true))
+	}
+}
+
+func (s *server) adminAudit(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	f := ports.AuditFilter{ActorID: q.id("actor"), RecordID: q.id("record"), PatientID: q.id("patient")}
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.AdminAudit(r.Context(), actorOf(r), f, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toAudit), next)
+}
+
+func (s *server) adminOutbox(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	p := q.page()
+	state := q.choice("state", domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead)
+	if err := q.err(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items, next, err := s.app.AdminOutbox(r.Context(), actorOf(r), state, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeList(w, r, mapList(items, toOutbox), next)
+}
+
+func (s *server) adminRetryOutbox(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ev, err := s.app.AdminRetryOutbox(r.Context(), actorOf(r), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toOutbox(ev))
+}
+
+// --- operations ---
+
+func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			s.logger(r).Warn("not ready", "err", err.Error())
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(openAPIDoc)
+}

@@ -1,0 +1,203 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"healthrecord/domain"
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	actorKey
+)
+
+// A client's request id is kept only when it cannot smuggle anything into
+// logs or headers.
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID accepts or makes the request's id, echoes it and stores it
+// for logs and the audit trail.
+func (s *server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !requestIDRE.MatchString(id) {
+			var b [16]byte
+			_, _ = rand.Read(b[:]) // never fails since Go 1.24
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func requestIDOf(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// logger is the server's logger with the request's id on every line.
+func (s *server) logger(r *http.Request) *slog.Logger {
+	return s.log.With("request_id", requestIDOf(r.Context()))
+}
+
+// securityHeaders are set on every response: nothing here is meant to be
+// cached, framed, sniffed or embedded.
+func (s *server) securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("Pragma", "no-cache")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if s.cfg.TLS {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// accessLog writes one line per request. It logs the route pattern, not
+// the raw path or query, and no header or body: nothing that could carry
+// a token or health data.
+func (s *server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		route := ""
+		if rctx := chi.RouteContext(r.Context()); rctx != nil {
+			route = rctx.RoutePattern()
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Int64("duration_us", time.Since(start).Microseconds()),
+			slog.Int("bytes", ww.BytesWritten()),
+			slog.String("request_id", requestIDOf(r.Context())),
+			slog.String("remote", remoteAddr(r)),
+		)
+	})
+}
+
+// recoverer turns a panic into a logged 500 with a JSON body.
+func (s *server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.logger(r).Error("panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+				return // the status line is gone; nothing useful to add
+			}
+			writeJSON(w, http.StatusInternalServerError, detail(msgServerError))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// noSlash are the paths served without a trailing slash; every other path
+// is routed in its trailing-slash form.
+var noSlash = map[string]bool{"/healthz": true, "/readyz": true, "/api/openapi.json": true}
+
+// canonicalPath lets a path be given with or without its trailing slash,
+// for every method, without a redirect (a redirected POST loses its body
+// in many clients).
+func canonicalPath(p string) string {
+	t := strings.TrimSuffix(p, "/")
+	switch {
+	case t == "":
+		return "/"
+	case noSlash[t]:
+		return t
+	}
+	return t + "/"
+}
+
+func routePath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.Path
+}
+
+func (s *server) slashes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rctx := chi.RouteContext(r.Context()); rctx != nil {
+			rctx.RoutePath = canonicalPath(routePath(r))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// remoteAddr is the peer's address. X-Forwarded-For is not trusted: any
+// client can set it.
+func remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+var errNoCredentials = &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgNoCredentials}
+
+// authenticate requires a valid access token and puts the actor it speaks
+// for in the request's context, for handlers to pass on explicitly.
+func (s *server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// SimpleJWT's rule: another scheme (or none) is no credentials; the
+		// Bearer scheme with anything but one token is a bad token.
+		parts := strings.Fields(r.Header.Get("Authorization"))
+		if len(parts) == 0 || parts[0] != "Bearer" {
+			s.writeError(w, r, errNoCredentials)
+			return
+		}
+		if len(parts) != 2 {
+			s.writeError(w, r, domain.TokenNotValid())
+			return
+		}
+		actor, err := s.app.Authenticate(r.Context(), parts[1])
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		actor.RequestID = requestIDOf(r.Context())
+		actor.RemoteAddr = remoteAddr(r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey, actor)))
+	})
+}
+
+// actorOf is the authenticated caller; only routes behind authenticate
+// call it.
+func actorOf(r *http.Request) domain.Actor {
+	a, _ := r.Context().Value(actorKey).(domain.Actor)
+	return a
+}

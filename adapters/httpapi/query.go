@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"healthrecord/domain"
+)
+
+// query reads a list's query string: pagination and filters, collecting
+// every field's message before answering 400.
+type query struct {
+	vals url.Values
+	errs domain.FieldErrors
+}
+
+func newQuery(r *http.Request) *query {
+	return &query{vals: r.URL.Query(), errs: domain.FieldErrors{}}
+}
+
+func (q *query) err() error { return q.errs.Err() }
+
+// page reads ?limit= (default 50, clamped to 500) and ?cursor=.
+func (q *query) page() domain.Page {
+	p := domain.Page{Limit: domain.DefaultPageSize}
+	if s := q.vals.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		switch {
+		case err != nil && !isDigits(s):
+			q.errs.Add("limit", "A valid integer is required.")
+		case err != nil || n > domain.MaxPageSize: // too large even for an int: clamp
+			p.Limit = domain.MaxPageSize
+		case n < 1:
+			q.errs.Add("limit", "Ensure this value is greater than or equal to 1.")
+		default:
+			p.Limit = n
+		}
+	}
+	if s := q.vals.Get("cursor"); s != "" {
+		c, ok := decodeCursor(s)
+		if !ok {
+			q.errs.Add("cursor", "Invalid cursor.")
+		}
+		p.After = c
+	}
+	return p
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// id reads an optional id filter; 0 when absent.
+func (q *query) id(name string) int64 {
+	s := q.vals.Get(name)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		q.errs.Add(name, "A valid integer is required.")
+		return 0
+	}
+	return n
+}
+
+// choice reads an optional filter that must be one of choices; "" when absent.
+func (q *query) choice(name string, choices ...string) string {
+	s := q.vals.Get(name)
+	if s == "" || contains(choices, s) {
+		return s
+	}
+	q.errs.Add(name, fmt.Sprintf("%q is not a valid choice.", s))
+	return ""
+}
+
+// boolean reads an optional true/false filter; nil when absent.
+func (q *query) boolean(name string) *bool {
+	var v bool
+	switch strings.ToLower(q.vals.Get(name)) {
+	case "":
+		return nil
+	case "true", "1":
+		v = true
+	case "false", "0":
+		v = false
+	default:
+		q.errs.Add(name, "Must be a valid boolean.")
+		return nil
+	}
+	return &v
+}
+
+// Cursors are opaque to clients: base64url of "<created_at unix nanos>.<id>".
+var cursorRE = regexp.MustCompile(`^(-?[0-9]{1,19})\.([0-9]{1,19})$`)
+
+func encodeCursor(c domain.Cursor) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d", c.CreatedAt.UnixNano(), c.ID))
+}
+
+func decodeCursor(s string) (*domain.Cursor, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, false
+	}
+	m := cursorRE.FindSubmatch(b)
+	if m == nil {
+		return nil, false
+	}
+	nanos, err1 := strconv.ParseInt(string(m[1]), 10, 64)
+	id, err2 := strconv.ParseInt(string(m[2]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil, false
+	}
+	return &domain.Cursor{CreatedAt: time.Unix(0, nanos).UTC(), ID: id}, true
+}
+
+// writeList answers a page: a bare JSON array, as the original's lists
+// were, with the next page's URL in a Link header.
+func writeList[V any](w http.ResponseWriter, r *http.Request, items []V, next *domain.Cursor) {
+	if items == nil {
+		items = []V{}
+	}
+	if next != nil {
+		w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", nextURL(r, *next)))
+	}
+	writeJSON(w, http.StatusOK, items)
+}
+
+func nextURL(r *http.Request, next domain.Cursor) string {
+	q := r.URL.Query()
+	q.Set("cursor", encodeCursor(next))
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	u := url.URL{Scheme: scheme, Host: r.Host, Path: canonicalPath(r.URL.Path), RawQuery: q.Encode()}
+	return u.String()
+}

@@ -1,0 +1,132 @@
+package httpapi
+
+import (
+	"healthrecord/domain"
+)
+
+// The response objects, field for field as the contract names them.
+
+type userView struct {
+	ID       int64       `json:"id"`
+	Username string      `json:"username"`
+	Email    string      `json:"email"`
+	Role     domain.Role `json:"role"`
+	Approved *bool       `json:"approved,omitempty"`
+	IsActive *bool       `json:"is_active,omitempty"`
+}
+
+// toUser is the user object; approved is shown for doctors only, and
+// is_active only to the admin.
+func toUser(u domain.User, admin bool) userView {
+	v := userView{ID: u.ID, Username: u.Username, Email: u.Email, Role: u.Role}
+	if u.Role == domain.RoleDoctor {
+		approved := u.Approved
+		v.Approved = &approved
+	}
+	if admin {
+		active := u.Active
+		v.IsActive = &active
+	}
+	return v
+}
+
+type doctorView struct {
+	ID       int64  `json:"id"`
+	Username string `json:"username"`
+}
+
+type commentView struct {
+	ID        int64  `json:"id"`
+	Record    int64  `json:"record"`
+	Doctor    int64  `json:"doctor"`
+	Comment   string `json:"comment"`
+	CreatedAt string `json:"created_at"`
+}
+
+func toComment(c domain.Comment) commentView {
+	return commentView{ID: c.ID, Record: c.RecordID, Doctor: c.DoctorID, Comment: c.Text, CreatedAt: timeJSON(c.CreatedAt)}
+}
+
+type recordView struct {
+	ID        int64         `json:"id"`
+	Patient   int64         `json:"patient"`
+	Doctor    *int64        `json:"doctor"`
+	Title     string        `json:"title"`
+	Content   string        `json:"content"`
+	CreatedAt string        `json:"created_at"`
+	UpdatedAt string        `json:"updated_at"`
+	Comments  []commentView `json:"comments"`
+}
+
+func toRecord(r domain.Record) recordView {
+	return recordView{
+		ID: r.ID, Patient: r.PatientID, Doctor: optID(r.DoctorID), Title: r.Title, Content: r.Content,
+		CreatedAt: timeJSON(r.CreatedAt), UpdatedAt: timeJSON(r.UpdatedAt),
+		Comments: mapList(r.Comments, toComment),
+	}
+}
+
+type notificationView struct {
+	ID        int64   `json:"id"`
+	Kind      string  `json:"kind"`
+	Record    int64   `json:"record"`
+	Patient   int64   `json:"patient"`
+	CreatedAt string  `json:"created_at"`
+	ReadAt    *string `json:"read_at"`
+}
+
+func toNotification(n domain.Notification) notificationView {
+	return notificationView{ID: n.ID, Kind: n.Kind, Record: n.RecordID, Patient: n.PatientID,
+		CreatedAt: timeJSON(n.CreatedAt), ReadAt: optTimeJSON(n.ReadAt)}
+}
+
+type auditView struct {
+	ID         int64       `json:"id"`
+	At         string      `json:"at"`
+	Actor      int64       `json:"actor"`
+	ActorRole  domain.Role `json:"actor_role"`
+	Action     string      `json:"action"`
+	Record     *int64      `json:"record"`
+	Patient    *int64      `json:"patient"`
+	Outcome    string      `json:"outcome"`
+	RequestID  string      `json:"request_id"`
+	RemoteAddr string      `json:"remote_addr"`
+}
+
+func toAudit(e domain.AuditEntry) auditView {
+	return auditView{ID: e.ID, At: timeJSON(e.At), Actor: e.ActorID, ActorRole: e.ActorRole, Action: e.Action,
+		Record: optID(e.RecordID), Patient: optID(e.PatientID), Outcome: e.Outcome,
+		RequestID: e.RequestID, RemoteAddr: e.RemoteAddr}
+}
+
+type outboxView struct {
+	ID            int64   `json:"id"`
+	Kind          string  `json:"kind"`
+	Record        int64   `json:"record"`
+	State         string  `json:"state"`
+	Attempts      int     `json:"attempts"`
+	LastError     *string `json:"last_error"`
+	NextAttemptAt string  `json:"next_attempt_at"`
+	CreatedAt     string  `json:"created_at"`
+	DeliveredAt   *string `json:"delivered_at"`
+}
+
+func toOutbox(e domain.OutboxEvent) outboxView {
+	v := outboxView{ID: e.ID, Kind: e.Kind, Record: e.RecordID, State: e.State, Attempts: e.Attempts,
+		NextAttemptAt: timeJSON(e.NextAttemptAt), CreatedAt: timeJSON(e.CreatedAt), DeliveredAt: optTimeJSON(e.DeliveredAt)}
+	if e.LastError != "" {
+		msg := e.LastError
+		v.LastError = &msg
+	}
+	return v
+}
+
+// mapList converts a list, never returning nil: an empty list is [] on
+// the wire, not null.
+func mapList[T, V any](items []T, f func(T) V) []V {
+	out := make([]V, 0, len(items))
+	for _, it := range items {
+		out = append(out, f(it))
+	}
+	return out
+}

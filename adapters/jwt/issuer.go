@@ -1,0 +1,258 @@
+// Package jwt signs and verifies healthrecord's tokens: compact JWS with
+// HS256 only, keys read from an owner-only key file that `keys rotate` can
+// change under a running server.
+//
+// Verification runs on every request, so it uses jws.Verify with a key
+// provider pinned to HS256 and decodes the claims into one fixed struct,
+// instead of jwt.Parse's generic claim map: the same checks, fewer
+// allocations, and user_id stays an exact integer.
+package jwt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// Limits and intervals.
+const (
+	// MaxTokenLen bounds the work spent on a presented token; ours are about 400 bytes.
+	MaxTokenLen = 4096
+	// iatLeeway tolerates clocks a little ahead; exp and nbf get no skew.
+	iatLeeway = 5 * time.Second
+	// kidReloadEvery bounds reloads caused by tokens naming an unknown kid.
+	kidReloadEvery = time.Second
+	// statEvery is how often Issue checks whether the key file changed.
+	statEvery = 3 * time.Second
+)
+
+// alg is the only algorithm signed or accepted, whatever a token's header says.
+const alg = jwa.HS256
+
+var (
+	errUnknownKid = errors.New("jwt: unknown kid")
+	errNoKid      = errors.New("jwt: no kid")
+	errBadAlg     = errors.New("jwt: algorithm not allowed")
+)
+
+// claims is the token payload, both ways. Pointers tell a missing number
+// from zero.
+type claims struct {
+	TokenType string `json:"token_type"`
+	Exp       *int64 `json:"exp"`
+	Iat       *int64 `json:"iat"`
+	Nbf       *int64 `json:"nbf,omitempty"`
+	JTI       string `json:"jti"`
+	UserID    *int64 `json:"user_id"`
+	Role      string `json:"role"`
+	SID       string `json:"sid"`
+}
+
+// Issuer implements ports.TokenIssuer over a key file.
+type Issuer struct {
+	path string
+	keys atomic.Pointer[keySet]
+	// nextStat is when Issue next stats the key file (unix nanos).
+	nextStat atomic.Int64
+
+	mu            sync.Mutex // serialises reloads
+	lastKidReload time.Time  // guarded by mu
+
+	clock func() time.Time // paces reloads; tests replace it
+}
+
+var _ ports.TokenIssuer = (*Issuer)(nil)
+
+// LoadOrCreate opens the key file at path, creating it with one fresh
+// random key (mode 0600) at first start. A file readable by group or
+// others is refused.
+func LoadOrCreate(path string, now time.Time) (*Issuer, error) {
+	ks, err := loadKeySet(path)
+	if errors.Is(err, os.ErrNotExist) {
+		nk, kerr := newKey(now)
+		if kerr != nil {
+			return nil, kerr
+		}
+		// Another process may have created it meanwhile: then use theirs.
+		if cerr := createFile(path, keyFile{Keys: []fileKey{nk}}); cerr != nil && !errors.Is(cerr, os.ErrExist) {
+			return nil, cerr
+		}
+		ks, err = loadKeySet(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	i := &Issuer{path: path, clock: time.Now}
+	i.keys.Store(ks)
+	i.nextStat.Store(i.clock().Add(statEvery).UnixNano())
+	return i, nil
+}
+
+// Issue signs c with the newest key. JTI, SessionID, a valid role and type,
+// IssuedAt and ExpiresAt (after IssuedAt) are required.
+func (i *Issuer) Issue(c ports.TokenClaims) (string, error) {
+	switch {
+	case c.Type != ports.AccessToken && c.Type != ports.RefreshToken:
+		return "", fmt.Errorf("jwt: issue: bad token type %q", c.Type)
+	case c.JTI == "" || c.SessionID == "":
+		return "", errors.New("jwt: issue: jti and session id are required")
+	case !c.Role.Valid():
+		return "", fmt.Errorf("jwt: issue: bad role %q", c.Role)
+	case c.IssuedAt.IsZero() || !c.ExpiresAt.After(c.IssuedAt):
+		return "", errors.New("jwt: issue: issued-at and a later expiry are required")
+	}
+	i.maybeReload()
+	ks := i.keys.Load()
+
+	exp, iat, uid := c.ExpiresAt.Unix(), c.IssuedAt.Unix(), c.UserID
+	payload, err := json.Marshal(claims{
+		TokenType: c.Type, Exp: &exp, Iat: &iat, JTI: c.JTI,
+		UserID: &uid, Role: string(c.Role), SID: c.SessionID,
+	})
+	if err != nil {
+		return "", fmt.Errorf("jwt: issue: %w", err)
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, ks.signing.kid); err != nil {
+		return "", fmt.Errorf("jwt: issue: %w", err)
+	}
+	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
+		return "", fmt.Errorf("jwt: issue: %w", err)
+	}
+	out, err := jws.Sign(payload, jws.WithKey(alg, ks.signing.secret, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", fmt.Errorf("jwt: issue: %w", err)
+	}
+	return string(out), nil
+}
+
+// Verify checks token and returns its claims. Every failure is the same
+// domain.TokenNotValid, so a client learns nothing about why.
+func (i *Issuer) Verify(token, want string, now time.Time) (ports.TokenClaims, error) {
+	if len(token) == 0 || len(token) > MaxTokenLen || strings.Count(token, ".") != 2 {
+		return ports.TokenClaims{}, domain.TokenNotValid()
+	}
+	ks := i.keys.Load()
+	payload, err := jws.Verify([]byte(token), ks.verifyOpts...)
+	if errors.Is(err, errUnknownKid) {
+		// Perhaps another process rotated the keys: reload and try once more.
+		if ks = i.reloadForKid(ks); ks != nil {
+			payload, err = jws.Verify([]byte(token), ks.verifyOpts...)
+		}
+	}
+	if err != nil {
+		return ports.TokenClaims{}, domain.TokenNotValid()
+	}
+	return checkClaims(payload, want, now)
+}
+
+// checkClaims decodes a verified payload and applies the time, type and
+// required-claim rules.
+func checkClaims(payload []byte, want string, now time.Time) (ports.TokenClaims, error) {
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return ports.TokenClaims{}, domain.TokenNotValid()
+	}
+	nowSec := now.Unix()
+	switch {
+	case c.TokenType == "" || c.TokenType != want,
+		c.Exp == nil || c.Iat == nil || c.UserID == nil,
+		c.JTI == "" || c.SID == "" || !domain.Role(c.Role).Valid(),
+		*c.Exp <= nowSec, // exp <= now: expired, no skew
+		c.Nbf != nil && *c.Nbf > nowSec,
+		*c.Iat > now.Add(iatLeeway).Unix():
+		return ports.TokenClaims{}, domain.TokenNotValid()
+	}
+	return ports.TokenClaims{
+		Type:      c.TokenType,
+		UserID:    *c.UserID,
+		Role:      domain.Role(c.Role),
+		SessionID: c.SID,
+		JTI:       c.JTI,
+		IssuedAt:  time.Unix(*c.Iat, 0).UTC(),
+		ExpiresAt: time.Unix(*c.Exp, 0).UTC(),
+	}, nil
+}
+
+// FetchKeys is the jws.KeyProvider: it pins the algorithm and requires a
+// kid this key set knows.
+func (ks *keySet) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+	h := sig.ProtectedHeaders()
+	if h.Algorithm() != alg {
+		return errBadAlg
+	}
+	kid := h.KeyID()
+	if kid == "" {
+		return errNoKid
+	}
+	secret, ok := ks.byKid[kid]
+	if !ok {
+		return errUnknownKid
+	}
+	sink.Key(alg, secret)
+	return nil
+}
+
+// reloadForKid reloads the key file after seen failed to know a kid, at
+// most once per kidReloadEvery. It returns the key set to retry with, or
+// nil when there is nothing new to try.
+func (i *Issuer) reloadForKid(seen *keySet) *keySet {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if cur := i.keys.Load(); cur != seen {
+		return cur // another request reloaded meanwhile
+	}
+	now := i.clock()
+	if !i.lastKidReload.IsZero() && now.Sub(i.lastKidReload) < kidReloadEvery {
+		return nil
+	}
+	i.lastKidReload = now
+	return i.reloadLocked()
+}
+
+// maybeReload reloads the key file when it changed, checking at most every
+// statEvery, so new tokens are signed with a key rotated in by the CLI.
+func (i *Issuer) maybeReload() {
+	now := i.clock()
+	if now.UnixNano() < i.nextStat.Load() {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if now.UnixNano() < i.nextStat.Load() {
+		return
+	}
+	i.nextStat.Store(now.Add(statEvery).UnixNano())
+	info, err := os.Stat(i.path)
+	if err != nil {
+		return // keep signing with the keys we have
+	}
+	cur := i.keys.Load()
+	if os.SameFile(info, cur.info) && info.ModTime().Equal(cur.info.ModTime()) && info.Size() == cur.info.Size() {
+		return
+	}
+	i.reloadLocked()
+}
+
+// reloadLocked replaces the key set from the file; on failure (a file
+// mid-edit, wrong mode) the current keys stay in use. Call with mu held.
+func (i *Issuer) reloadLocked() *keySet {
+	ks, err := loadKeySet(i.path)
+	if err != nil {
+		return nil
+	}
+	i.keys.Store(ks)
+	return ks
+}

@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// comments implements ports.Comments.
+type comments struct{ s scope }
+
+const commentCols = "id, record_id, doctor_id, comment, created_at"
+
+func scanComment(sc scanner) (domain.Comment, error) {
+	var c domain.Comment
+	var createdAt int64
+	err := sc.Scan(&c.ID, &c.RecordID, &c.DoctorID, &c.Text, &createdAt)
+	c.CreatedAt = fromNanos(createdAt)
+	return c, err
+}
+
+func (r comments) Create(ctx context.Context, c *domain.Comment) error {
+	res, err := r.s.writer().ExecContext(ctx,
+		`INSERT INTO comments (record_id, doctor_id, comment, created_at) VALUES (?, ?, ?, ?)`,
+		c.RecordID, c.DoctorID, c.Text, toNanos(c.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: create comment: %w", err)
+	}
+	if c.ID, err = res.LastInsertId(); err != nil {
+		return fmt.Errorf("sqlite: create comment: %w", err)
+	}
+	return nil
+}
+
+func (r comments) Get(ctx context.Context, id int64) (domain.Comment, error) {
+	c, err := scanComment(r.s.reader().QueryRowContext(ctx, `SELECT `+commentCols+` FROM comments WHERE id = ?`, id))
+	if err != nil {
+		return domain.Comment{}, fmt.Errorf("sqlite: comment %d: %w", id, notFoundIf(err))
+	}
+	return c, nil
+}
+
+func (r comments) List(ctx context.Context, f ports.CommentFilter, p domain.Page) ([]domain.Comment, error) {
+	var w where
+	if f.DoctorID != 0 {
+		w.add("doctor_id = ?", f.DoctorID)
+	}
+	if f.RecordID != 0 {
+		w.add("record_id = ?", f.RecordID)
+	}
+	if f.PatientID != 0 {
+		w.add("record_id IN (SELECT id FROM records WHERE patient_id = ?)", f.PatientID)
+	}
+	w.after(p, "created_at", "id")
+	rows, err := r.s.reader().QueryContext(ctx,
+		`SELECT `+commentCols+` FROM comments`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
+		append(w.args, limit(p))...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list comments: %w", err)
+	}
+	defer rows.Close()
+	out := []domain.Comment{}
+	for rows.Next() {
+		c, err := scanComment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list comments: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list comments: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,100 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// sessions implements ports.Sessions.
+type sessions struct{ s scope }
+
+func (r sessions) Create(ctx context.Context, s domain.Session) error {
+	if _, err := r.s.writer().ExecContext(ctx,
+		`INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?)`,
+		s.ID, s.UserID, toNanos(s.CreatedAt), toNanos(s.ExpiresAt), toNullNanos(s.RevokedAt)); err != nil {
+		return fmt.Errorf("sqlite: create session: %w", err)
+	}
+	return nil
+}
+
+func (r sessions) Get(ctx context.Context, id string) (domain.Session, error) {
+	s := domain.Session{ID: id}
+	var created, expires int64
+	var revoked sql.NullInt64
+	err := r.s.reader().QueryRowContext(ctx,
+		`SELECT user_id, created_at, expires_at, revoked_at FROM sessions WHERE id = ?`, id).
+		Scan(&s.UserID, &created, &expires, &revoked)
+	if err != nil {
+		return domain.Session{}, fmt.Errorf("sqlite: session: %w", notFoundIf(err))
+	}
+	s.CreatedAt, s.ExpiresAt, s.RevokedAt = fromNanos(created), fromNanos(expires), fromNullNanos(revoked)
+	return s, nil
+}
+
+// Revoke keeps the first revocation time.
+func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
+	if err := mustChange(r.s.writer().ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, toNanos(now), id)); err != nil {
+		return fmt.Errorf("sqlite: revoke session: %w", err)
+	}
+	return nil
+}
+
+// RevokeUser leaves expired sign-ins alone: they are dead already, and
+// RevokedSince need not carry them.
+func (r sessions) RevokeUser(ctx context.Context, userID int64, now time.Time) error {
+	if _, err := r.s.writer().ExecContext(ctx,
+		`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?`,
+		toNanos(now), userID, toNanos(now)); err != nil {
+		return fmt.Errorf("sqlite: revoke sessions of user %d: %w", userID, err)
+	}
+	return nil
+}
+
+func (r sessions) RevokedSince(ctx context.Context, since time.Time) ([]ports.RevokedSession, error) {
+	rows, err := r.s.reader().QueryContext(ctx,
+		`SELECT id, revoked_at FROM sessions WHERE revoked_at >= ? ORDER BY revoked_at, id`, toNanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: revoked sessions: %w", err)
+	}
+	defer rows.Close()
+	out := []ports.RevokedSession{}
+	for rows.Next() {
+		var s ports.RevokedSession
+		var at int64
+		if err := rows.Scan(&s.ID, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: revoked sessions: %w", err)
+		}
+		s.RevokedAt = fromNanos(at)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: revoked sessions: %w", err)
+	}
+	return out, nil
+}
+
+// UseRefresh first forgets refresh tokens that have expired: presenting one
+// fails its expiry check before it gets here, so its row protects nothing.
+func (r sessions) UseRefresh(ctx context.Context, jti, sessionID string, expiresAt, now time.Time) (bool, error) {
+	q := r.s.writer()
+	if _, err := q.ExecContext(ctx, `DELETE FROM used_refresh WHERE expires_at < ?`, toNanos(now)); err != nil {
+		return false, fmt.Errorf("sqlite: forget expired refresh tokens: %w", err)
+	}
+	res, err := q.ExecContext(ctx,
+		`INSERT INTO used_refresh (jti, session_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING`,
+		jti, sessionID, toNanos(expiresAt))
+	if err != nil {
+		return false, fmt.Errorf("sqlite: use refresh token: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlite: use refresh token: %w", err)
+	}
+	return n == 1, nil
+}

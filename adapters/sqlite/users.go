@@ -1,0 +1,98 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// users implements ports.Users.
+type users struct{ s scope }
+
+const userCols = "id, username, email, role, approved, active, password_hash, created_at"
+
+func scanUser(sc scanner) (domain.User, error) {
+	var u domain.User
+	var role string
+	var createdAt int64
+	err := sc.Scan(&u.ID, &u.Username, &u.Email, &role, &u.Approved, &u.Active, &u.PasswordHash, &createdAt)
+	u.Role, u.CreatedAt = domain.Role(role), fromNanos(createdAt)
+	return u, err
+}
+
+func (r users) Create(ctx context.Context, u *domain.User) error {
+	res, err := r.s.writer().ExecContext(ctx,
+		`INSERT INTO users (username, email, role, approved, active, password_hash, created_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.Username, u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt))
+	if isUnique(err) {
+		return domain.UsernameTaken()
+	} else if err != nil {
+		return fmt.Errorf("sqlite: create user: %w", err)
+	}
+	if u.ID, err = res.LastInsertId(); err != nil {
+		return fmt.Errorf("sqlite: create user: %w", err)
+	}
+	return nil
+}
+
+func (r users) ByID(ctx context.Context, id int64) (domain.User, error) {
+	u, err := scanUser(r.s.reader().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	if err != nil {
+		return domain.User{}, fmt.Errorf("sqlite: user %d: %w", id, notFoundIf(err))
+	}
+	return u, nil
+}
+
+func (r users) ByUsername(ctx context.Context, username string) (domain.User, error) {
+	u, err := scanUser(r.s.reader().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
+	if err != nil {
+		return domain.User{}, fmt.Errorf("sqlite: user by name: %w", notFoundIf(err))
+	}
+	return u, nil
+}
+
+func (r users) Update(ctx context.Context, u domain.User) error {
+	err := mustChange(r.s.writer().ExecContext(ctx,
+		`UPDATE users SET email = ?, approved = ?, active = ?, password_hash = ? WHERE id = ?`,
+		u.Email, boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, u.ID))
+	if err != nil {
+		return fmt.Errorf("sqlite: update user %d: %w", u.ID, err)
+	}
+	return nil
+}
+
+func (r users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]domain.User, error) {
+	var w where
+	if f.Role != nil {
+		w.add("role = ?", string(*f.Role))
+	}
+	if f.Approved != nil {
+		w.add("approved = ?", boolInt(*f.Approved))
+	}
+	if f.Active != nil {
+		w.add("active = ?", boolInt(*f.Active))
+	}
+	w.after(p, "created_at", "id")
+	rows, err := r.s.reader().QueryContext(ctx,
+		`SELECT `+userCols+` FROM users`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
+		append(w.args, limit(p))...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list users: %w", err)
+	}
+	defer rows.Close()
+	out := []domain.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list users: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+)
+
+// mailbox is a real SMTP server (go-smtp) on loopback that keeps what it
+// accepts. Recipients in reject get a permanent 550.
+type mailbox struct {
+	Addr   string
+	reject map[string]bool
+
+	mu   sync.Mutex
+	msgs []*mail.Message
+	raw  []string
+}
+
+// freePort reserves a loopback address nobody listens on (yet).
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// startMailbox serves SMTP on addr until the test ends.
+func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
+	t.Helper()
+	mb := &mailbox{Addr: addr, reject: map[string]bool{}}
+	for _, r := range reject {
+		mb.reject[r] = true
+	}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
+		return &mailSession{mb: mb}, nil
+	}))
+	srv.Domain = "localhost"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	var l net.Listener
+	var err error
+	require.Eventually(t, func() bool { l, err = net.Listen("tcp", addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	return mb
+}
+
+// byMessageID counts accepted messages per Message-ID.
+func (mb *mailbox) byMessageID() map[string]int {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range mb.msgs {
+		out[m.Header.Get("Message-Id")]++
+	}
+	return out
+}
+
+func (mb *mailbox) all() ([]*mail.Message, []string) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return append([]*mail.Message(nil), mb.msgs...), append([]string(nil), mb.raw...)
+}
+
+type mailSession struct {
+	mb *mailbox
+	to []string
+}
+
+func (s *mailSession) Reset()        { s.to = nil }
+func (s *mailSession) Logout() error { return nil }
+func (s *mailSession) Mail(string, *gosmtp.MailOptions) error {
+	return nil
+}
+func (s *mailSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	if s.mb.reject[to] {
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such mailbox"}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *mailSession) Data(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(m.Body)
+	m.Body = strings.NewReader(string(body))
+	s.mb.mu.Lock()
+	s.mb.msgs = append(s.mb.msgs, m)
+	s.mb.raw = append(s.mb.raw, string(raw))
+	s.mb.mu.Unlock()
+	return nil
+}

@@ -67,8 +67,10 @@ type Issuer struct {
 	// nextStat is when Issue next stats the key file (unix nanos).
 	nextStat atomic.Int64
 
-	mu            sync.Mutex // serialises reloads
-	lastKidReload time.Time  // guarded by mu
+	// lastKidReload is when an unknown kid last caused a reload (unix nanos).
+	lastKidReload atomic.Int64
+
+	mu sync.Mutex // serialises reloads
 
 	clock func() time.Time // paces reloads; tests replace it
 }
@@ -209,16 +211,23 @@ func (ks *keySet) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signat
 // most once per kidReloadEvery. It returns the key set to retry with, or
 // nil when there is nothing new to try.
 func (i *Issuer) reloadForKid(seen *keySet) *keySet {
-	i.mu.Lock()
-	defer i.mu.Unlock()
+	// Lock-free refusals first: a flood of forged kids must not queue on mu.
 	if cur := i.keys.Load(); cur != seen {
 		return cur // another request reloaded meanwhile
 	}
 	now := i.clock()
-	if !i.lastKidReload.IsZero() && now.Sub(i.lastKidReload) < kidReloadEvery {
+	if now.UnixNano()-i.lastKidReload.Load() < int64(kidReloadEvery) {
 		return nil
 	}
-	i.lastKidReload = now
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if cur := i.keys.Load(); cur != seen {
+		return cur
+	}
+	if now.UnixNano()-i.lastKidReload.Load() < int64(kidReloadEvery) {
+		return nil
+	}
+	i.lastKidReload.Store(now.UnixNano())
 	return i.reloadLocked()
 }
 

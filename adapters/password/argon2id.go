@@ -1,11 +1,12 @@
 // Package password hashes passwords with argon2id (RFC 9106) in PHC string
 // form: $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>, raw standard base64.
 //
-// Memory: one argon2 call holds Memory KiB (19 MiB with DefaultParams) for
-// its duration, and at most maxConcurrent calls run at once, so password
-// hashing never holds more than maxConcurrent × Memory KiB, whatever the
-// number of sign-ins in flight (about 38 MiB with the defaults on 2 cores),
-// plus what the garbage collector has not yet reclaimed. A stored hash
+// Memory: one argon2 call holds Memory KiB (19 MiB with DefaultParams)
+// while it runs, and at most maxConcurrent calls run at once, so however
+// many sign-ins arrive, hashing keeps at most maxConcurrent × Memory KiB
+// live (38 MiB with the defaults and 2 slots); the Go heap may briefly hold
+// about as much again in garbage awaiting collection, which the package
+// test bounds at (2 × maxConcurrent + 2) × Memory KiB. A stored hash
 // naming larger parameters than the bounds below is refused, so an edited
 // row cannot make one check cost more than MaxMemory.
 package password

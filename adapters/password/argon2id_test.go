@@ -271,7 +271,8 @@ func TestArgon2id_ContextWhileWaiting(t *testing.T) {
 
 // TestArgon2id_PeakHeap runs 100 concurrent Verify calls with the default
 // (19 MiB) parameters and samples the Go heap: with the semaphore it stays
-// near maxConcurrent × 19 MiB, without it 100 × 19 MiB would be live at once.
+// within a few times maxConcurrent × 19 MiB, where without it 100 × 19 MiB
+// (1.9 GiB) would be live at once.
 func TestArgon2id_PeakHeap(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		t.Skip("slow under -race or -short")
@@ -324,8 +325,10 @@ func TestArgon2id_PeakHeap(t *testing.T) {
 	close(stop)
 	<-sampled
 
+	// maxConcurrent blocks live, as many again waiting for the collector,
+	// two being allocated while it runs, and slack for the test itself.
 	perCall := uint64(DefaultParams.Memory) * 1024
-	limit := base + (maxConcurrent+2)*perCall + 32*mib
+	limit := base + (2*maxConcurrent+2)*perCall + 16*mib
 	t.Logf("peak heap above baseline: %d MiB (limit %d MiB)", (peak.Load()-base)/mib, (limit-base)/mib)
 	assert.Less(t, peak.Load(), limit)
 }

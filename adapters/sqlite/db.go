@@ -33,8 +33,8 @@ type DB struct {
 	write *sql.DB // one connection: every write and every transaction
 	read  *sql.DB // read-only connections for plain reads
 
-	mu      sync.Mutex
-	onPoked []func()
+	mu       sync.Mutex
+	onOutbox []func()
 }
 
 var _ ports.Store = (*DB)(nil)
@@ -99,13 +99,13 @@ func (db *DB) Close() error {
 func (db *DB) OnOutboxCommit(fn func()) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.onPoked = append(db.onPoked, fn)
+	db.onOutbox = append(db.onOutbox, fn)
 }
 
 // outboxCommitted calls the OnOutboxCommit functions.
 func (db *DB) outboxCommitted() {
 	db.mu.Lock()
-	fns := append([]func(){}, db.onPoked...)
+	fns := append([]func(){}, db.onOutbox...)
 	db.mu.Unlock()
 	for _, fn := range fns {
 		fn()

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/domain"
@@ -164,5 +163,3 @@ func ids[T any](items []T, id func(T) int64) []int64 {
 	}
 	return out
 }
-
-var _ = assert.Equal // assert is used by the suite files

@@ -1,0 +1,148 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// entry is an audit entry of actor on record of patient at when.
+func entry(actor, record, patient int64, when time.Time) domain.AuditEntry {
+	return domain.AuditEntry{
+		At: when, ActorID: actor, ActorRole: domain.RoleDoctor, Action: domain.ActionRecordRead,
+		RecordID: record, PatientID: patient, Outcome: domain.OutcomeAllowed,
+		RequestID: fmt.Sprintf("req-%d", when.UnixNano()), RemoteAddr: "192.0.2.1",
+	}
+}
+
+func auditIDs(es []domain.AuditEntry) []int64 {
+	return ids(es, func(e domain.AuditEntry) int64 { return e.ID })
+}
+
+func testAudit(t *testing.T, open Opener) {
+	t.Run("append_chains", func(t *testing.T) {
+		s := open(t)
+		first := []domain.AuditEntry{entry(1, 10, 100, at(1)), entry(2, 20, 200, at(2))}
+		require.NoError(t, s.Audit().Append(ctx(t), first...))
+		third := entry(1, 0, 0, at(3))
+		third.Action = domain.ActionRecordList
+		batch := []domain.AuditEntry{third}
+		require.NoError(t, s.Audit().Append(ctx(t), batch...))
+
+		all := append(first, batch...)
+		prev := ""
+		for i, e := range all {
+			assert.Equal(t, int64(i+1), e.ID)
+			assert.Equal(t, prev, e.PrevHash)
+			assert.Equal(t, e.ChainHash(prev), e.Hash)
+			prev = e.Hash
+		}
+		got, err := s.Audit().List(ctx(t), ports.AuditFilter{}, domain.Page{Limit: 10})
+		require.NoError(t, err)
+		require.Equal(t, []int64{3, 2, 1}, auditIDs(got))
+		for i, g := range got {
+			want := all[2-i]
+			requireSameTime(t, want.At, g.At)
+			g.At = want.At
+			assert.Equal(t, want, g)
+		}
+		broken, err := s.Audit().Verify(ctx(t))
+		require.NoError(t, err)
+		assert.Zero(t, broken)
+	})
+
+	t.Run("empty_chain_verifies", func(t *testing.T) {
+		s := open(t)
+		broken, err := s.Audit().Verify(ctx(t))
+		require.NoError(t, err)
+		assert.Zero(t, broken)
+	})
+
+	t.Run("list_filters_newest_first", func(t *testing.T) {
+		s := open(t)
+		// Appended out of time order (reads are written in batches later),
+		// with ties on time: the list is by time, then id.
+		es := []domain.AuditEntry{
+			entry(1, 10, 100, at(5)), entry(1, 11, 100, at(3)), entry(2, 10, 100, at(3)),
+			entry(2, 20, 200, at(4)), entry(1, 20, 200, at(3)), entry(3, 0, 0, at(6)),
+		}
+		require.NoError(t, s.Audit().Append(ctx(t), es[:3]...))
+		require.NoError(t, s.Audit().Append(ctx(t), es[3:]...))
+		want := func(keep func(domain.AuditEntry) bool) []int64 {
+			m := map[int64]time.Time{}
+			for _, e := range es {
+				if keep(e) {
+					m[e.ID] = e.At
+				}
+			}
+			return newestFirst(m)
+		}
+		for _, tc := range []struct {
+			name string
+			f    ports.AuditFilter
+			keep func(domain.AuditEntry) bool
+		}{
+			{"all", ports.AuditFilter{}, func(domain.AuditEntry) bool { return true }},
+			{"actor", ports.AuditFilter{ActorID: 1}, func(e domain.AuditEntry) bool { return e.ActorID == 1 }},
+			{"record", ports.AuditFilter{RecordID: 10}, func(e domain.AuditEntry) bool { return e.RecordID == 10 }},
+			{"patient", ports.AuditFilter{PatientID: 200}, func(e domain.AuditEntry) bool { return e.PatientID == 200 }},
+			{"actor_and_patient", ports.AuditFilter{ActorID: 1, PatientID: 100}, func(e domain.AuditEntry) bool {
+				return e.ActorID == 1 && e.PatientID == 100
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				for _, size := range []int{1, 2, 10} {
+					got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
+						return s.Audit().List(ctx(t), tc.f, pg)
+					}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
+					assert.Equal(t, want(tc.keep), got, "pages of %d", size)
+				}
+			})
+		}
+	})
+
+	t.Run("rolled_back_append_leaves_no_gap", func(t *testing.T) {
+		s := open(t)
+		boom := errors.New("boom")
+		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+			require.NoError(t, tx.Audit().Append(ctx(t), entry(1, 1, 1, at(1))))
+			return boom
+		})
+		require.ErrorIs(t, err, boom)
+		e := []domain.AuditEntry{entry(1, 1, 1, at(2))}
+		require.NoError(t, s.Audit().Append(ctx(t), e...))
+		assert.Equal(t, int64(1), e[0].ID)
+		broken, err := s.Audit().Verify(ctx(t))
+		require.NoError(t, err)
+		assert.Zero(t, broken)
+	})
+
+	t.Run("concurrent_appends_keep_one_chain", func(t *testing.T) {
+		s := open(t)
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() { errs <- s.Audit().Append(ctx(t), entry(int64(i+1), 1, 1, at(i))) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		got, err := s.Audit().List(ctx(t), ports.AuditFilter{}, domain.Page{Limit: 100})
+		require.NoError(t, err)
+		assert.Len(t, got, n)
+		broken, err := s.Audit().Verify(ctx(t))
+		require.NoError(t, err)
+		assert.Zero(t, broken)
+	})
+}

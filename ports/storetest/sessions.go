@@ -1,0 +1,104 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// mustSession creates a live sign-in of user, expiring a day after t0.
+func mustSession(t *testing.T, r ports.Repos, id string, user int64) domain.Session {
+	t.Helper()
+	s := domain.Session{ID: id, UserID: user, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+	require.NoError(t, r.Sessions().Create(ctx(t), s))
+	return s
+}
+
+func sessionIDs(rs []ports.RevokedSession) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func testSessions(t *testing.T, open Opener) {
+	t.Run("create_and_get", func(t *testing.T) {
+		s := open(t)
+		u := mustPatient(t, s, "p")
+		want := mustSession(t, s, "s1", u.ID)
+		got, err := s.Sessions().Get(ctx(t), "s1")
+		require.NoError(t, err)
+		requireSameTime(t, want.CreatedAt, got.CreatedAt)
+		requireSameTime(t, want.ExpiresAt, got.ExpiresAt)
+		assert.Equal(t, []any{"s1", u.ID}, []any{got.ID, got.UserID})
+		assert.Nil(t, got.RevokedAt)
+		_, err = s.Sessions().Get(ctx(t), "nope")
+		requireCode(t, domain.ENotFound, err)
+	})
+
+	t.Run("revoke_keeps_first_time", func(t *testing.T) {
+		s := open(t)
+		u := mustPatient(t, s, "p")
+		mustSession(t, s, "s1", u.ID)
+		require.NoError(t, s.Sessions().Revoke(ctx(t), "s1", at(10)))
+		require.NoError(t, s.Sessions().Revoke(ctx(t), "s1", at(20)))
+		got, err := s.Sessions().Get(ctx(t), "s1")
+		require.NoError(t, err)
+		require.NotNil(t, got.RevokedAt)
+		requireSameTime(t, at(10), *got.RevokedAt)
+		requireCode(t, domain.ENotFound, s.Sessions().Revoke(ctx(t), "nope", at(10)))
+	})
+
+	t.Run("revoke_user_and_revoked_since", func(t *testing.T) {
+		s := open(t)
+		u, v := mustPatient(t, s, "u"), mustPatient(t, s, "v")
+		mustSession(t, s, "u1", u.ID)
+		mustSession(t, s, "u2", u.ID)
+		mustSession(t, s, "v1", v.ID)
+		mustSession(t, s, "v2", v.ID)
+		require.NoError(t, s.Sessions().Revoke(ctx(t), "v2", at(5)))
+		require.NoError(t, s.Sessions().RevokeUser(ctx(t), u.ID, at(10)))
+
+		for _, id := range []string{"u1", "u2"} {
+			got, err := s.Sessions().Get(ctx(t), id)
+			require.NoError(t, err)
+			require.NotNil(t, got.RevokedAt, id)
+			requireSameTime(t, at(10), *got.RevokedAt)
+		}
+		v1, err := s.Sessions().Get(ctx(t), "v1")
+		require.NoError(t, err)
+		assert.Nil(t, v1.RevokedAt, "another user's sign-in stays")
+
+		since, err := s.Sessions().RevokedSince(ctx(t), at(5))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"v2", "u1", "u2"}, sessionIDs(since), "oldest first")
+		requireSameTime(t, at(5), since[0].RevokedAt)
+		since, err = s.Sessions().RevokedSince(ctx(t), at(6))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"u1", "u2"}, sessionIDs(since))
+		since, err = s.Sessions().RevokedSince(ctx(t), at(11))
+		require.NoError(t, err)
+		assert.Empty(t, since)
+	})
+
+	t.Run("refresh_token_reuse", func(t *testing.T) {
+		s := open(t)
+		u := mustPatient(t, s, "p")
+		mustSession(t, s, "s1", u.ID)
+		exp := at(3600)
+		for _, tc := range []struct {
+			jti   string
+			fresh bool
+		}{{"j1", true}, {"j1", false}, {"j2", true}, {"j1", false}, {"j2", false}} {
+			fresh, err := s.Sessions().UseRefresh(ctx(t), tc.jti, "s1", exp, at(1))
+			require.NoError(t, err)
+			assert.Equal(t, tc.fresh, fresh, tc.jti)
+		}
+	})
+}

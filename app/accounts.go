@@ -69,9 +69,13 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 
 func throttled(wait time.Duration) error {
 	secs := int((wait + time.Second - 1) / time.Second)
+	unit := " seconds." // DRF's Throttled uses ngettext: "1 second."
+	if secs == 1 {
+		unit = " second."
+	}
 	return &domain.Error{
 		Code:       domain.EThrottled,
-		Message:    "Request was throttled. Expected available in " + itoa(secs) + " seconds.",
+		Message:    "Request was throttled. Expected available in " + itoa(secs) + unit,
 		RetryAfter: time.Duration(secs) * time.Second,
 	}
 }
@@ -104,8 +108,10 @@ func (a *App) Refresh(ctx context.Context, refresh string) (TokenPair, error) {
 		return TokenPair{}, err
 	}
 	u, err := a.store.Users().ByID(ctx, c.UserID)
-	if err != nil || !u.Active {
+	if domain.ErrorCode(err) == domain.ENotFound || (err == nil && !u.Active) {
 		return TokenPair{}, domain.RefreshNotValid()
+	} else if err != nil {
+		return TokenPair{}, err
 	}
 	fresh, err := a.store.Sessions().UseRefresh(ctx, c.JTI, s.ID, c.ExpiresAt, now)
 	if err != nil {
@@ -216,17 +222,18 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 		return err
 	}
 	u.PasswordHash = hash
-	return a.updateAndRevoke(ctx, u)
+	return a.updateAndRevoke(ctx, u, actor.SessionID)
 }
 
-// updateAndRevoke saves u and revokes all its sign-ins in one transaction.
-func (a *App) updateAndRevoke(ctx context.Context, u domain.User) error {
+// updateAndRevoke saves u and revokes its sign-ins but keep ("" for all)
+// in one transaction.
+func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string) error {
 	now := a.clock.Now()
 	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
 		if err := tx.Users().Update(ctx, u); err != nil {
 			return err
 		}
-		return tx.Sessions().RevokeUser(ctx, u.ID, now)
+		return tx.Sessions().RevokeUser(ctx, u.ID, keep, now)
 	})
 	if err != nil {
 		return err

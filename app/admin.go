@@ -55,7 +55,7 @@ func (a *App) setUser(ctx context.Context, u domain.User, op UserOp) (domain.Use
 		return u, a.store.Users().Update(ctx, u)
 	case OpDeactivate:
 		u.Active = false
-		return u, a.updateAndRevoke(ctx, u)
+		return u, a.updateAndRevoke(ctx, u, "")
 	case OpActivate:
 		u.Active = true
 		return u, a.store.Users().Update(ctx, u)

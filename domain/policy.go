@@ -8,6 +8,7 @@ package domain
 const (
 	MsgOnlyPatientsCreate  = "Only patients can create health records."
 	MsgOnlyOwnerChanges    = "Only the patient who owns this record can change it."
+	MsgOnlyOwnerAccessLog  = "Only the patient who owns this record can read its access log."
 	MsgOnlyDoctorsComment  = "Only doctors can comment on health records."
 	MsgAdminNoHealthData   = "Administrators cannot access health records."
 	MsgCommentsAppendOnly  = "Clinical comments cannot be changed or deleted."
@@ -115,7 +116,7 @@ func CanReadAccessLog(a Actor, r Record) error {
 		return NotFound()
 	}
 	if r.PatientID != a.ID {
-		return Forbidden(MsgOnlyOwnerChanges)
+		return Forbidden(MsgOnlyOwnerAccessLog)
 	}
 	return nil
 }

@@ -32,12 +32,13 @@ type want struct {
 }
 
 var (
-	ok          = want{}
-	notFound    = want{code: domain.ENotFound, msg: domain.MsgNotFound}
-	adminNo     = want{code: domain.EForbidden, msg: domain.MsgAdminNoHealthData}
-	ownerOnly   = want{code: domain.EForbidden, msg: domain.MsgOnlyOwnerChanges}
-	doctorsOnly = want{code: domain.EForbidden, msg: domain.MsgOnlyDoctorsComment}
-	noRecord    = want{code: domain.EInvalid, field: "record"}
+	ok           = want{}
+	notFound     = want{code: domain.ENotFound, msg: domain.MsgNotFound}
+	adminNo      = want{code: domain.EForbidden, msg: domain.MsgAdminNoHealthData}
+	ownerOnly    = want{code: domain.EForbidden, msg: domain.MsgOnlyOwnerChanges}
+	logOwnerOnly = want{code: domain.EForbidden, msg: domain.MsgOnlyOwnerAccessLog}
+	doctorsOnly  = want{code: domain.EForbidden, msg: domain.MsgOnlyDoctorsComment}
+	noRecord     = want{code: domain.EInvalid, field: "record"}
 )
 
 func assertPolicy(t *testing.T, w want, err error) {
@@ -142,7 +143,7 @@ func TestCanReadAccessLog(t *testing.T) {
 		{"owner/unassigned", owner, unassigned, ok},
 		{"other_patient/assigned", otherPatient, assigned, notFound},
 		{"other_patient/unassigned", otherPatient, unassigned, notFound},
-		{"assigned_doctor/assigned", assignedDoc, assigned, ownerOnly},
+		{"assigned_doctor/assigned", assignedDoc, assigned, logOwnerOnly},
 		{"assigned_doctor/unassigned", assignedDoc, unassigned, notFound},
 		{"other_doctor/assigned", otherDoc, assigned, notFound},
 		{"other_doctor/unassigned", otherDoc, unassigned, notFound},

@@ -34,9 +34,25 @@ type RecordChange struct {
 	DoctorID  int64
 }
 
-// Validate checks the values present in c; with full set (create, PUT) the
+// trimmed strips surrounding white space from the text fields, as DRF's
+// CharField does by default.
+func (c RecordChange) trimmed() RecordChange {
+	c.Title, c.Content = trimPtr(c.Title), trimPtr(c.Content)
+	return c
+}
+
+func trimPtr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	t := strings.TrimSpace(*s)
+	return &t
+}
+
+// Validate checks the values present in c (after trimming); with full set (create, PUT) the
 // title and content are required.
 func (c RecordChange) Validate(full bool) error {
+	c = c.trimmed()
 	fe := FieldErrors{}
 	checkText(fe, "title", c.Title, full, MaxTitleLen)
 	checkText(fe, "content", c.Content, full, MaxContentLen)
@@ -63,6 +79,7 @@ func checkText(fe FieldErrors, field string, v *string, required bool, max int) 
 // NewRecord builds a patient's new record. The doctor, when set, must have
 // been checked to be assignable by the caller (it needs storage).
 func NewRecord(patientID int64, c RecordChange, now time.Time) (Record, error) {
+	c = c.trimmed()
 	if err := c.Validate(true); err != nil {
 		return Record{}, err
 	}
@@ -77,6 +94,7 @@ func NewRecord(patientID int64, c RecordChange, now time.Time) (Record, error) {
 // Apply changes r by c (validated with full for PUT) and reports whether
 // the doctor changed to another doctor, which must notify the new one.
 func (r *Record) Apply(c RecordChange, full bool, now time.Time) (newlyAssigned bool, err error) {
+	c = c.trimmed()
 	if err := c.Validate(full); err != nil {
 		return false, err
 	}
@@ -108,6 +126,7 @@ type Comment struct {
 
 // NewComment validates and builds a comment.
 func NewComment(recordID, doctorID int64, text *string, now time.Time) (Comment, error) {
+	text = trimPtr(text)
 	fe := FieldErrors{}
 	checkText(fe, "comment", text, true, MaxCommentLen)
 	if err := fe.Err(); err != nil {

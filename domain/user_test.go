@@ -94,12 +94,14 @@ func TestRegistration_Validate(t *testing.T) {
 			map[string][]string{"email": {"Enter a valid email address."}}},
 		{"email_with_space", with(func(r *domain.Registration) { r.Email = "alice smith@example.com" }),
 			map[string][]string{"email": {"Enter a valid email address."}}},
-		{"email_too_long", with(func(r *domain.Registration) { r.Email = strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + ".com" }),
+		{"email_too_long", with(func(r *domain.Registration) {
+			r.Email = strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + ".com"
+		}),
 			map[string][]string{"email": {"Enter a valid email address."}}},
 		{"email_plus_and_subdomain", with(func(r *domain.Registration) { r.Email = "alice+hr@mail.example.co.uk" }), nil},
 		{"bad_username", with(func(r *domain.Registration) { r.Username = "alice smith" }),
 			map[string][]string{"username": {msgBadUsername}}},
-		{"weak_password", with(func(r *domain.Registration) { r.Password = "1234" }),
+		{"weak_password", with(func(r *domain.Registration) { r.Password = "8203" }),
 			map[string][]string{"password": {pwShort, pwNumeric}}},
 		{"password_like_username", with(func(r *domain.Registration) { r.Password = "alice123" }),
 			map[string][]string{"password": {pwSimilarUser}}},

@@ -197,8 +197,9 @@ type Sessions interface {
 	Get(ctx context.Context, id string) (domain.Session, error)
 	// Revoke revokes one sign-in (idempotent). ENotFound when absent.
 	Revoke(ctx context.Context, id string, now time.Time) error
-	// RevokeUser revokes every live sign-in of the user.
-	RevokeUser(ctx context.Context, userID int64, now time.Time) error
+	// RevokeUser revokes every live sign-in of the user except keep (""
+	// keeps none).
+	RevokeUser(ctx context.Context, userID int64, keep string, now time.Time) error
 	// RevokedSince lists sign-ins revoked at or after since, oldest first.
 	RevokedSince(ctx context.Context, since time.Time) ([]RevokedSession, error)
 	// UseRefresh records that the refresh token jti was presented. It

@@ -40,16 +40,17 @@ func TestAccessMatrix(t *testing.T) {
 	}
 
 	var (
-		ok        = cell{status: 200}
-		created   = cell{status: 201}
-		deleted   = cell{status: 204}
-		notFound  = cell{404, domain.MsgNotFound}
-		anonymous = cell{401, domain.MsgNoCredentials}
-		adminNo   = cell{403, domain.MsgAdminNoHealthData}
-		ownerOnly = cell{403, domain.MsgOnlyOwnerChanges}
-		patients  = cell{403, domain.MsgOnlyPatientsCreate}
-		doctors   = cell{403, domain.MsgOnlyDoctorsComment}
-		noRecord  = cell{status: 400} // detail: the record field's "does not exist"
+		ok           = cell{status: 200}
+		created      = cell{status: 201}
+		deleted      = cell{status: 204}
+		notFound     = cell{404, domain.MsgNotFound}
+		anonymous    = cell{401, domain.MsgNoCredentials}
+		adminNo      = cell{403, domain.MsgAdminNoHealthData}
+		ownerOnly    = cell{403, domain.MsgOnlyOwnerChanges}
+		logOwnerOnly = cell{403, domain.MsgOnlyOwnerAccessLog}
+		patients     = cell{403, domain.MsgOnlyPatientsCreate}
+		doctors      = cell{403, domain.MsgOnlyDoctorsComment}
+		noRecord     = cell{status: 400} // detail: the record field's "does not exist"
 	)
 	notAllowed := func(m string) cell { return cell{405, fmt.Sprintf("Method %q not allowed.", m)} }
 
@@ -91,7 +92,7 @@ func TestAccessMatrix(t *testing.T) {
 		{name: "records.delete", method: "DELETE", path: recPath, write: true,
 			want: [7]cell{deleted, notFound, ownerOnly, notFound, notFound, adminNo, anonymous}},
 		{name: "records.access-log", method: "GET", path: func(f fixture) string { return recPath(f) + "access-log/" },
-			want: [7]cell{ok, notFound, ownerOnly, notFound, notFound, adminNo, anonymous}},
+			want: [7]cell{ok, notFound, logOwnerOnly, notFound, notFound, adminNo, anonymous}},
 		{name: "comments.list", method: "GET", path: constant("/api/comments/"),
 			want:   [7]cell{ok, ok, ok, ok, ok, adminNo, anonymous},
 			listed: func(r resp, f fixture) bool { return listHas(t, r, f.com.ID) }},

@@ -372,7 +372,7 @@ func TestAccessLogEndpoint(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"record.create PATIENT allowed", "record.read DOCTOR allowed", "record.read PATIENT denied"}, seen)
 
-	assertDetail(t, e.send(t, "GET", path+"access-log/", d.Token, nil), 403, domain.MsgOnlyOwnerChanges)
+	assertDetail(t, e.send(t, "GET", path+"access-log/", d.Token, nil), 403, domain.MsgOnlyOwnerAccessLog)
 	assertDetail(t, e.send(t, "GET", path+"access-log/", stranger.Token, nil), 404, "Not found.")
 }
 

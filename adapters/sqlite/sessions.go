@@ -47,10 +47,10 @@ func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
 
 // RevokeUser leaves expired sign-ins alone: they are dead already, and
 // RevokedSince need not carry them.
-func (r sessions) RevokeUser(ctx context.Context, userID int64, now time.Time) error {
+func (r sessions) RevokeUser(ctx context.Context, userID int64, keep string, now time.Time) error {
 	if _, err := r.s.writer().ExecContext(ctx,
-		`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?`,
-		toNanos(now), userID, toNanos(now)); err != nil {
+		`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id <> ? AND revoked_at IS NULL AND expires_at > ?`,
+		toNanos(now), userID, keep, toNanos(now)); err != nil {
 		return fmt.Errorf("sqlite: revoke sessions of user %d: %w", userID, err)
 	}
 	return nil

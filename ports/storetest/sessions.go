@@ -63,7 +63,11 @@ func testSessions(t *testing.T, open Opener) {
 		mustSession(t, s, "v1", v.ID)
 		mustSession(t, s, "v2", v.ID)
 		require.NoError(t, s.Sessions().Revoke(ctx(t), "v2", at(5)))
-		require.NoError(t, s.Sessions().RevokeUser(ctx(t), u.ID, at(10)))
+		mustSession(t, s, "u3", u.ID)
+		require.NoError(t, s.Sessions().RevokeUser(ctx(t), u.ID, "u3", at(10)))
+		u3, err := s.Sessions().Get(ctx(t), "u3")
+		require.NoError(t, err)
+		assert.Nil(t, u3.RevokedAt, "the kept sign-in stays")
 
 		for _, id := range []string{"u1", "u2"} {
 			got, err := s.Sessions().Get(ctx(t), id)

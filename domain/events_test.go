@@ -1,0 +1,151 @@
+package domain_test
+
+import (
+	"math"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"healthrecord/domain"
+)
+
+// almostOne is the largest r a caller's [0, 1) random source can give.
+var almostOne = math.Nextafter(1, 0)
+
+func TestBackoff(t *testing.T) {
+	const base, limit = time.Second, time.Minute
+	tests := []struct {
+		name     string
+		attempts int
+		r        float64
+		want     time.Duration
+	}{
+		{"zero_attempts_counts_as_one", 0, 0.5, time.Second},
+		{"negative_attempts_counts_as_one", -3, 0.5, time.Second},
+		{"first", 1, 0.5, time.Second},
+		{"second_doubles", 2, 0.5, 2 * time.Second},
+		{"third_doubles_again", 3, 0.5, 4 * time.Second},
+		{"sixth", 6, 0.5, 32 * time.Second},
+		{"capped", 7, 0.5, time.Minute},
+		{"capped_far_out", 10_000, 0.5, time.Minute},
+		{"jitter_low_bound", 3, 0, 2 * time.Second},
+		{"jitter_low_bound_capped", 50, 0, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, domain.Backoff(tt.attempts, base, limit, tt.r))
+		})
+	}
+
+	t.Run("jitter_high_bound", func(t *testing.T) {
+		// With r close to 1 the delay approaches 1.5 times the capped
+		// exponential. At the very largest r below 1, 0.5+r rounds to 1.5
+		// in float64, so 1.5 times is the bound that holds.
+		for _, c := range []struct {
+			attempts int
+			nominal  time.Duration
+		}{{3, 4 * time.Second}, {50, time.Minute}} {
+			high := c.nominal * 3 / 2
+			got := domain.Backoff(c.attempts, base, limit, 0.999999)
+			assert.Less(t, got, high)
+			assert.Greater(t, got, high-time.Millisecond)
+			assert.LessOrEqual(t, domain.Backoff(c.attempts, base, limit, almostOne), high)
+		}
+	})
+
+	t.Run("never_decreases_with_attempts", func(t *testing.T) {
+		prev := time.Duration(0)
+		for n := 1; n < 80; n++ {
+			d := domain.Backoff(n, base, limit, 0.3)
+			assert.GreaterOrEqual(t, d, prev, "attempt %d", n)
+			prev = d
+		}
+	})
+}
+
+func TestAuditEntry_ChainHash(t *testing.T) {
+	at := time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
+	base := domain.AuditEntry{
+		ID: 7, At: at, ActorID: 1, ActorRole: domain.RolePatient, Action: domain.ActionRecordRead,
+		RecordID: 5, PatientID: 1, Outcome: domain.OutcomeAllowed, RequestID: "req-1", RemoteAddr: "10.0.0.1",
+	}
+	const prev = "abc123"
+	h := base.ChainHash(prev)
+
+	t.Run("deterministic_hex_sha256", func(t *testing.T) {
+		assert.Equal(t, h, base.ChainHash(prev))
+		assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{64}$`), h)
+	})
+	t.Run("same_instant_in_another_zone", func(t *testing.T) {
+		e := base
+		e.At = at.In(time.FixedZone("X", 3600))
+		assert.Equal(t, h, e.ChainHash(prev))
+	})
+	t.Run("stored_hash_fields_not_hashed", func(t *testing.T) {
+		e := base
+		e.PrevHash, e.Hash = "x", "y"
+		assert.Equal(t, h, e.ChainHash(prev))
+	})
+	t.Run("prev_changes_it", func(t *testing.T) {
+		assert.NotEqual(t, h, base.ChainHash("abc124"))
+		assert.NotEqual(t, h, base.ChainHash(""))
+	})
+
+	mutations := []struct {
+		name string
+		f    func(*domain.AuditEntry)
+	}{
+		{"id", func(e *domain.AuditEntry) { e.ID++ }},
+		{"at", func(e *domain.AuditEntry) { e.At = e.At.Add(time.Nanosecond) }},
+		{"actor", func(e *domain.AuditEntry) { e.ActorID = 2 }},
+		{"actor_role", func(e *domain.AuditEntry) { e.ActorRole = domain.RoleDoctor }},
+		{"action", func(e *domain.AuditEntry) { e.Action = domain.ActionRecordUpdate }},
+		{"record", func(e *domain.AuditEntry) { e.RecordID = 6 }},
+		{"patient", func(e *domain.AuditEntry) { e.PatientID = 2 }},
+		{"outcome", func(e *domain.AuditEntry) { e.Outcome = domain.OutcomeDenied }},
+		{"request_id", func(e *domain.AuditEntry) { e.RequestID = "req-2" }},
+		{"remote_addr", func(e *domain.AuditEntry) { e.RemoteAddr = "10.0.0.2" }},
+		// Fields are length-prefixed: moving a character across a field
+		// boundary is a different entry.
+		{"boundary_shift", func(e *domain.AuditEntry) { e.RequestID, e.RemoteAddr = "req-11", "0.0.0.1" }},
+	}
+	seen := map[string]string{h: "base"}
+	for _, m := range mutations {
+		t.Run("field_"+m.name, func(t *testing.T) {
+			e := base
+			m.f(&e)
+			got := e.ChainHash(prev)
+			if other, dup := seen[got]; dup {
+				t.Fatalf("hash of %s equals hash of %s", m.name, other)
+			}
+			seen[got] = m.name
+		})
+	}
+}
+
+func TestNewAssignmentEvent(t *testing.T) {
+	now := time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
+	r := domain.Record{ID: 5, PatientID: 1, DoctorID: 10, Title: "secret", Content: "secret"}
+	assert.Equal(t, domain.OutboxEvent{
+		Kind: domain.KindDoctorAssigned, RecordID: 5, PatientID: 1, DoctorID: 10,
+		State: domain.OutboxPending, NextAttemptAt: now.UTC(), CreatedAt: now.UTC(),
+	}, domain.NewAssignmentEvent(r, now))
+}
+
+func TestOutboxEvent_DeliveredTo(t *testing.T) {
+	e := domain.OutboxEvent{Done: []string{"notification"}}
+	assert.True(t, e.DeliveredTo("notification"))
+	assert.False(t, e.DeliveredTo("email"))
+	assert.False(t, domain.OutboxEvent{}.DeliveredTo("notification"))
+}
+
+func TestValidOutboxState(t *testing.T) {
+	for _, s := range []string{domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead} {
+		assert.True(t, domain.ValidOutboxState(s), s)
+	}
+	for _, s := range []string{"", "PENDING", "failed"} {
+		assert.False(t, domain.ValidOutboxState(s), s)
+	}
+}

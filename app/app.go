@@ -48,7 +48,7 @@ func (c *Config) setDefaults() {
 		c.ThrottleWindow = 15 * time.Minute
 	}
 	if c.AuditFlushInterval == 0 {
-		c.AuditFlushInterval = 200 * time.Millisecond
+		c.AuditFlushInterval = 50 * time.Millisecond
 	}
 }
 

@@ -113,15 +113,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	db.OnOutboxCommit(dispatcher.Wake)
 
 	handler := httpapi.NewServer(a, httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: c.TLSCert != ""}, log)
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(handler, log)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return err
@@ -178,6 +170,20 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return shutdownErr
+}
+
+// newHTTPServer sets every timeout, so a slow or idle client cannot hold
+// a connection (or a goroutine) forever.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // sqliteOpen opens the database without migrating it.

@@ -71,7 +71,7 @@ func TestNew_Defaults(t *testing.T) {
 	a := New(Deps{Store: &fakeStore{newMemDB()}}, Config{})
 	assert.Equal(t, Config{
 		AccessTTL: 5 * time.Minute, RefreshTTL: 24 * time.Hour, MailHost: "healthrecord.localhost",
-		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 200 * time.Millisecond,
+		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 50 * time.Millisecond,
 	}, a.cfg)
 	assert.NotNil(t, a.log)
 

@@ -23,9 +23,9 @@ type fakeStore struct {
 	// ClaimErr, when set, answers Claim instead of the store.
 	ClaimErr func() error
 
-	claims      int
-	maxClaimed  int // the most events one Claim returned
-	maxHeld     int // the most unexpired leases one owner held at once
+	claims     int
+	maxClaimed int // the most events one Claim returned
+	maxHeld    int // the most unexpired leases one owner held at once
 }
 
 type fakeEvent struct {

@@ -67,7 +67,12 @@ func startServer(t *testing.T, opts serverOpts) *testServer {
 	ts.Addr = l.Addr().String()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done })
+	t.Cleanup(func() {
+		_ = srv.Close()
+		// Close misses a listener that Serve has not registered yet.
+		_ = l.Close()
+		<-done
+	})
 	return ts
 }
 

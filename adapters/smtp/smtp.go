@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/mail"
 	"net/smtp"
+	"os"
 	"strings"
 	"time"
 
@@ -139,13 +140,19 @@ func (ml *Mailer) Send(ctx context.Context, m domain.Email) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 
-	if err := ml.converse(conn, to.Address, msg); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("smtp: %w: %w", context.Cause(ctx), err)
-		}
+	err = ml.converse(conn, to.Address, msg)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", context.Cause(ctx), err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection's deadline is ctx's; it may fire a moment before
+		// ctx's own timer does.
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	default:
 		return err
 	}
-	return nil
 }
 
 // converse runs the conversation on conn: EHLO, STARTTLS, AUTH, MAIL, RCPT,

@@ -32,6 +32,9 @@ type Dispatcher struct {
 	cfg   Config
 	log   *slog.Logger
 	wake  chan struct{}
+	// nextRetry is the earliest retry scheduled since the last sleep; only
+	// the goroutine running Run (or RunOnce) touches it.
+	nextRetry time.Time
 }
 
 // New builds a dispatcher delivering store's events to sinks, in order.
@@ -63,6 +66,20 @@ func New(store ports.Outbox, sinks []ports.Sink, cfg Config, log *slog.Logger) (
 		// kept, and more wakes than one add nothing.
 		wake: make(chan struct{}, 1),
 	}, nil
+}
+
+// noteRetry remembers the earliest retry time scheduled since the last
+// sleep.
+func (d *Dispatcher) noteRetry(at time.Time) {
+	if d.nextRetry.IsZero() || at.Before(d.nextRetry) {
+		d.nextRetry = at
+	}
+}
+
+func (d *Dispatcher) takeNextRetry() time.Time {
+	at := d.nextRetry
+	d.nextRetry = time.Time{}
+	return at
 }
 
 // Owner is the name this dispatcher leases events under.
@@ -101,7 +118,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if again {
 			continue // a backlog: drain it batch by batch
 		}
-		if !sleep(ctx, d.cfg.PollInterval, d.wake) {
+		// Sleep until the poll, or sooner when an attempt of this batch is
+		// due for a retry before it, so back-off is kept to, not rounded up.
+		wait := d.cfg.PollInterval
+		if retry := d.takeNextRetry(); !retry.IsZero() {
+			wait = min(wait, max(retry.Sub(d.cfg.Now()), 0))
+		}
+		if !sleep(ctx, wait, d.wake) {
 			return nil
 		}
 	}
@@ -237,6 +260,9 @@ func (d *Dispatcher) attempt(ctx context.Context, e domain.OutboxEvent) {
 			d.log.Error("outbox: recording failed attempt failed", "event", e.ID, "attempt", attempt, "err", err)
 		}
 		return
+	}
+	if !dead {
+		d.noteRetry(next)
 	}
 	if dead {
 		d.log.Error("outbox: event is dead after its last attempt", "event", e.ID, "attempt", attempt, "err", msg)

@@ -188,6 +188,24 @@ func TestDispatcher_WakeDeliversWithoutWaitingForPoll(t *testing.T) {
 	assert.Equal(t, 1, notify.callsFor(1))
 }
 
+// A retry due before the next poll is made when due, not at the poll: the
+// back-off is kept to, not rounded up to the poll interval.
+func TestDispatcher_RetriesWhenDueWithoutWaitingForPoll(t *testing.T) {
+	store := &fakeStore{}
+	var fails atomic.Int32
+	email := newSink("email", func(context.Context, domain.OutboxEvent) error {
+		if fails.Add(1) <= 2 {
+			return errors.New("421 try later")
+		}
+		return nil
+	})
+	mustAdd(t, store, 1)
+	d := mustDispatcher(t, store, outbox.Config{Owner: "a", PollInterval: time.Hour, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, email)
+	startRun(t, d)
+	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == 1 }, eventually, time.Millisecond)
+	assert.Equal(t, int32(3), fails.Load())
+}
+
 func TestDispatcher_DrainsBacklogInBatches(t *testing.T) {
 	const total, batch = 10_000, 100
 	store := &fakeStore{}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -32,6 +33,17 @@ type DB struct {
 	dsn   string  // the pragmas every connection gets
 	write *sql.DB // one connection: every write and every transaction
 	read  *sql.DB // read-only connections for plain reads
+
+	readStmts, writeStmts *stmtCache
+
+	// Group commit: every write transaction is a job for one writer
+	// goroutine, which runs the jobs waiting together in one SQLite
+	// transaction (each in its own savepoint) and one fsync.
+	jobs       chan *writeJob
+	batches    atomic.Int64 // transactions the writer ran, for tests
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
 
 	mu       sync.Mutex
 	onOutbox []func()
@@ -64,6 +76,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = db.write.Close()
 		return nil, err
 	}
+	db.readStmts, db.writeStmts = newStmtCache(db.read), newStmtCache(db.write)
+	db.jobs, db.quit, db.writerDone = make(chan *writeJob, maxBatch), make(chan struct{}), make(chan struct{})
+	go db.writer()
 	return db, nil
 }
 
@@ -87,8 +102,15 @@ func escapePath(path string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
-// Close closes both pools.
+// Close stops the writer, after the transactions already queued, and
+// closes both pools.
 func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		close(db.quit)
+		<-db.writerDone
+		db.readStmts.close()
+		db.writeStmts.close()
+	})
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -126,29 +148,200 @@ type txn struct {
 	outboxChanged bool
 }
 
+// writeJob is one unit of work waiting for the writer.
+type writeJob struct {
+	ctx  context.Context
+	fn   func(t *txn) error
+	done chan jobResult
+	// state moves from queued to started (by the writer) or abandoned (by
+	// a caller whose ctx ended first); whoever moves it first decides.
+	state atomic.Int32
+}
+
+const (
+	jobQueued int32 = iota
+	jobStarted
+	jobAbandoned
+)
+
+type jobResult struct {
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// maxBatch bounds how many units of work share one commit.
+const maxBatch = 128
+
+var errClosed = errors.New("sqlite: database is closed")
+
+// withTx runs fn in a write transaction and returns once that transaction
+// has committed (or fn failed): an acknowledged write is durable. Units of
+// work submitted together share one commit; fn's error or panic undoes
+// only its own savepoint.
 func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) error {
-	sqlTx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
-	}
-	t := &txn{Tx: sqlTx}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = sqlTx.Rollback() // on error and on panic, which goes on up
-		}
-	}()
-	if err := fn(t); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	committed = true
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+	j := &writeJob{ctx: ctx, fn: fn, done: make(chan jobResult, 1)}
+	select {
+	case <-db.quit:
+		return errClosed
+	default:
 	}
-	if t.outboxChanged {
-		db.outboxCommitted()
+	select {
+	case db.jobs <- j:
+	case <-db.quit:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return nil
+	var r jobResult
+	select {
+	case r = <-j.done:
+	case <-ctx.Done():
+		// A job not started yet is abandoned; one that started may be
+		// committing now, and its caller must learn whether it did.
+		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return ctx.Err()
+		}
+		r = <-j.done
+	case <-db.writerDone:
+		// Queued as Close finished draining: it will never run.
+		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return errClosed
+		}
+		r = <-j.done
+	}
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	return r.err
+}
+
+// writer runs queued jobs in batches until Close, then drains the queue.
+func (db *DB) writer() {
+	defer close(db.writerDone)
+	for {
+		var first *writeJob
+		select {
+		case first = <-db.jobs:
+		case <-db.quit:
+			for {
+				select {
+				case j := <-db.jobs:
+					db.runBatch([]*writeJob{j})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*writeJob{first}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case j := <-db.jobs:
+				batch = append(batch, j)
+			default:
+				break gather
+			}
+		}
+		db.runBatch(batch)
+		db.writeStmts.prepareWished(context.Background())
+	}
+}
+
+// runBatch runs jobs in one transaction. With several jobs each runs in a
+// savepoint, so one job's failure rolls back only its own writes; the jobs
+// that succeeded learn the commit's outcome.
+func (db *DB) runBatch(jobs []*writeJob) {
+	live := jobs[:0]
+	for _, j := range jobs {
+		if !j.state.CompareAndSwap(jobQueued, jobStarted) {
+			continue // its caller has gone
+		}
+		if err := j.ctx.Err(); err != nil {
+			j.done <- jobResult{err: err}
+			continue
+		}
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The transaction outlives any one job's context; each job's queries
+	// still use its own.
+	sqlTx, err := db.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, j := range live {
+			j.done <- jobResult{err: fmt.Errorf("sqlite: begin: %w", err)}
+		}
+		return
+	}
+	db.batches.Add(1)
+	t := &txn{Tx: sqlTx}
+	savepoints := len(live) > 1
+	var ok []*writeJob
+	for i, j := range live {
+		if savepoints {
+			if _, err := sqlTx.Exec("SAVEPOINT job"); err != nil {
+				db.abort(sqlTx, append(ok, live[i:]...), err)
+				return
+			}
+		}
+		r := runJob(j, t)
+		if r.err == nil && !r.panicked {
+			if savepoints {
+				if _, err := sqlTx.Exec("RELEASE job"); err != nil {
+					db.abort(sqlTx, append(ok, live[i:]...), err)
+					return
+				}
+			}
+			ok = append(ok, j)
+			continue
+		}
+		if !savepoints {
+			_ = sqlTx.Rollback()
+			j.done <- r
+			return
+		}
+		if _, err := sqlTx.Exec("ROLLBACK TO job; RELEASE job"); err != nil {
+			j.done <- r
+			db.abort(sqlTx, append(ok, live[i+1:]...), err)
+			return
+		}
+		j.done <- r
+	}
+	err = sqlTx.Commit()
+	if err != nil {
+		err = fmt.Errorf("sqlite: commit: %w", err)
+	}
+	if err == nil && t.outboxChanged {
+		db.outboxCommitted() // before answering: a caller may count on the wake
+	}
+	for _, j := range ok {
+		j.done <- jobResult{err: err}
+	}
+}
+
+// abort rolls the batch back after SQLite refused a savepoint statement
+// (the transaction may be gone already); every job not yet answered fails.
+func (db *DB) abort(sqlTx *sql.Tx, jobs []*writeJob, cause error) {
+	_ = sqlTx.Rollback()
+	for _, j := range jobs {
+		j.done <- jobResult{err: fmt.Errorf("sqlite: batch rolled back: %w", cause)}
+	}
+}
+
+// runJob runs one job's function, turning a panic into a result for its
+// caller's goroutine to re-panic.
+func runJob(j *writeJob, t *txn) (r jobResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			r = jobResult{panicked: true, panicVal: v}
+		}
+	}()
+	return jobResult{err: j.fn(t)}
 }
 
 // The repositories on the DB run each call on its own.
@@ -191,7 +384,7 @@ func (s scope) Outbox() ports.Outbox               { return outbox{s} }
 func (s scope) Audit() ports.Audit                 { return audit{s} }
 func (s scope) Sessions() ports.Sessions           { return sessions{s} }
 
-// querier is what *sql.DB and *sql.Tx share.
+// querier is what *sql.DB, *sql.Tx and the cached queriers share.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -202,17 +395,34 @@ type querier interface {
 // the read pool.
 func (s scope) reader() querier {
 	if s.tx != nil {
-		return s.tx
+		return txQuerier{tx: s.tx.Tx, c: s.db.writeStmts}
 	}
-	return s.db.read
+	return poolQuerier{c: s.db.readStmts}
 }
 
-// writer is for single-statement writes.
-func (s scope) writer() querier {
+// execer runs one statement.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// writer is for single-statement writes: in the transaction, or as a unit
+// of work of its own, so that it shares a commit with others.
+func (s scope) writer() execer {
 	if s.tx != nil {
-		return s.tx
+		return txQuerier{tx: s.tx.Tx, c: s.db.writeStmts}
 	}
-	return s.db.write
+	return batchedExec{db: s.db}
+}
+
+// batchedExec runs each statement as its own unit of work.
+type batchedExec struct{ db *DB }
+
+func (b batchedExec) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	err = b.db.withTx(ctx, func(t *txn) error {
+		res, err = txQuerier{tx: t.Tx, c: b.db.writeStmts}.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 // atomic runs fn in the scope's transaction, or in a new one.

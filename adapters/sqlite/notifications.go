@@ -43,7 +43,7 @@ func (r notifications) Create(ctx context.Context, n *domain.Notification) (bool
 		}
 		return true, nil
 	}
-	if err := q.QueryRowContext(ctx, `SELECT id FROM notifications WHERE event_id = ?`, n.EventID).Scan(&n.ID); err != nil {
+	if err := r.s.reader().QueryRowContext(ctx, `SELECT id FROM notifications WHERE event_id = ?`, n.EventID).Scan(&n.ID); err != nil {
 		return false, fmt.Errorf("sqlite: create notification: %w", err)
 	}
 	return false, nil
@@ -82,7 +82,7 @@ func (r notifications) MarkRead(ctx context.Context, userID, id int64, now time.
 		toNanos(now), id, userID); err != nil {
 		return domain.Notification{}, fmt.Errorf("sqlite: mark notification %d read: %w", id, err)
 	}
-	n, err := scanNotification(q.QueryRowContext(ctx,
+	n, err := scanNotification(r.s.reader().QueryRowContext(ctx,
 		`SELECT `+notificationCols+` FROM notifications WHERE id = ? AND user_id = ?`, id, userID))
 	if err != nil {
 		return domain.Notification{}, fmt.Errorf("sqlite: mark notification %d read: %w", id, notFoundIf(err))

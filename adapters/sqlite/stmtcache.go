@@ -1,0 +1,167 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// maxCachedStmts bounds the cache: statement texts are few (placeholder
+// lists vary with page size, at most a few hundred), but never unbounded.
+const maxCachedStmts = 512
+
+// stmtCache prepares each distinct statement once per pool and reuses it:
+// parsing SQL was a tenth of the CPU of a list request. database/sql keeps
+// one prepared copy per pooled connection.
+type stmtCache struct {
+	pool *sql.DB
+	mu   sync.RWMutex
+	m    map[string]*sql.Stmt
+	// wished are statements met inside a transaction before they were
+	// prepared. They cannot be prepared there: preparing on the pool needs
+	// a free connection, and the write pool's only one is the transaction's.
+	// The writer prepares them between transactions.
+	wished map[string]bool
+}
+
+func newStmtCache(pool *sql.DB) *stmtCache {
+	return &stmtCache{pool: pool, m: map[string]*sql.Stmt{}, wished: map[string]bool{}}
+}
+
+// lookup returns the prepared statement for query, or nil (and remembers
+// the wish) without preparing.
+func (c *stmtCache) lookup(query string) *sql.Stmt {
+	c.mu.RLock()
+	st := c.m[query]
+	c.mu.RUnlock()
+	if st == nil {
+		c.mu.Lock()
+		if len(c.m)+len(c.wished) < maxCachedStmts {
+			c.wished[query] = true
+		}
+		c.mu.Unlock()
+	}
+	return st
+}
+
+// prepareWished prepares the statements wished for; call it only while the
+// pool has a free connection.
+func (c *stmtCache) prepareWished(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q := range c.wished {
+		delete(c.wished, q)
+		if c.m[q] != nil {
+			continue
+		}
+		if st, err := c.pool.PrepareContext(ctx, q); err == nil {
+			c.m[q] = st
+		}
+	}
+}
+
+// get returns the prepared statement for query, or nil when the cache is
+// full (the caller then runs the query unprepared).
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.RLock()
+	st := c.m[query]
+	c.mu.RUnlock()
+	if st != nil {
+		return st, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.m[query]; st != nil {
+		return st, nil
+	}
+	if len(c.m) >= maxCachedStmts {
+		return nil, nil
+	}
+	st, err := c.pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+// close closes every prepared statement.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		_ = st.Close()
+		delete(c.m, q)
+	}
+}
+
+// poolQuerier runs queries on a pool through its statement cache.
+type poolQuerier struct{ c *stmtCache }
+
+func (q poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := q.c.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return q.c.pool.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (q poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := q.c.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return q.c.pool.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (q poolQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := q.c.get(ctx, query)
+	if err != nil || st == nil {
+		// An unprepared query reports the same error through its Row.
+		return q.c.pool.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// txQuerier runs queries in a transaction through the write pool's cache;
+// database/sql reuses the statement already prepared on the transaction's
+// connection.
+type txQuerier struct {
+	tx *sql.Tx
+	c  *stmtCache
+}
+
+func (q txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
+	st := q.c.lookup(query)
+	if st == nil {
+		return nil
+	}
+	return q.tx.StmtContext(ctx, st)
+}
+
+func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.tx.ExecContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.tx.QueryRowContext(ctx, query, args...)
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets the test binary act as the ceiling server when the tool
+// re-executes itself (os.Executable is the test binary here).
+func TestMain(m *testing.M) {
+	if os.Getenv(ceilingChildEnv) != "" {
+		if err := ceilingChild(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "ceiling:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func durs(ms ...int) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, v := range ms {
+		out[i] = time.Duration(v) * time.Millisecond
+	}
+	return out
+}
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one value", durs(7), 99, 7 * time.Millisecond},
+		{"median of four is the second", durs(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 100 is the 99th", durs(hundred...), 99, 99 * time.Millisecond},
+		{"p95 of 100 is the 95th", durs(hundred...), 95, 95 * time.Millisecond},
+		{"p100 is the max", durs(1, 5, 9), 100, 9 * time.Millisecond},
+		{"p99 of 10 is the max", durs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 99, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, percentile(tt.sorted, tt.p))
+		})
+	}
+}
+
+func TestSummarize_SortsAndCountsOnlyOK(t *testing.T) {
+	r := summarize("list", "list", "healthrecord", loadResult{
+		Conns: 2, Elapsed: 2 * time.Second, Lat: durs(4, 1, 3, 2), Errors: 3, Codes: map[string]int{"500": 3},
+	})
+	assert.Equal(t, 4, r.OK)
+	assert.Equal(t, 3, r.Errors)
+	assert.InDelta(t, 2.0, r.RPS, 1e-9, "2xx answers per second only")
+	assert.InDelta(t, 2.0, r.P50ms, 1e-9)
+	assert.InDelta(t, 4.0, r.P99ms, 1e-9)
+	assert.InDelta(t, 4.0, r.MaxMs, 1e-9)
+
+	withC := withCeiling(r, []Result{{Name: ceilSelect, RPS: 8}, {Name: ceilInsert, RPS: 1}}, ceilSelect)
+	assert.InDelta(t, 8.0, withC.CeilingRPS, 1e-9)
+	assert.InDelta(t, 0.25, withC.Ratio, 1e-9)
+	none := withCeiling(r, nil, ceilSelect)
+	assert.Zero(t, none.Ratio, "no ceiling, no ratio")
+}
+
+func TestAssign_BusyDoctorGetsAboutAThousand(t *testing.T) {
+	tests := []struct {
+		name                  string
+		total, doctors        int
+		wantBusy, wantOthersM int // busy count, and the most any other doctor gets
+	}{
+		{"default data set", 10000, 50, 1000, 184},
+		{"scale run", 1000000, 50, 1000, 20388},
+		{"small: even shares", 10, 2, 5, 5},
+		{"one doctor takes all", 7, 1, 7, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			counts := make([]int, tt.doctors)
+			for i := range tt.total {
+				d := assign(i, tt.total, tt.doctors)
+				require.True(t, d >= 0 && d < tt.doctors)
+				counts[d]++
+			}
+			assert.Equal(t, tt.wantBusy, counts[0])
+			most := 0
+			for _, c := range counts[1:] {
+				most = max(most, c)
+			}
+			assert.Equal(t, tt.wantOthersM, most)
+		})
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(t *testing.T, o options)
+	}{
+		{name: "defaults", check: func(t *testing.T, o options) {
+			assert.Equal(t, 10*time.Second, o.Duration)
+			assert.Equal(t, 32, o.Conns)
+			assert.Equal(t, []int{1000, 50, 10, 2}, []int{o.Patients, o.Doctors, o.RecordsPerPatient, o.Comments})
+			assert.Equal(t, allScenarios, o.Scenarios)
+		}},
+		{name: "scale run defaults to list and doctor-list", args: []string{"--records", "1000000"}, check: func(t *testing.T, o options) {
+			assert.Equal(t, []string{"list", "doctor-list"}, o.Scenarios)
+			assert.False(t, o.patientsSet)
+		}},
+		{name: "scenario list", args: []string{"--scenarios", "create, list"}, check: func(t *testing.T, o options) {
+			assert.Equal(t, []string{"create", "list"}, o.Scenarios)
+		}},
+		{name: "unknown scenario", args: []string{"--scenarios", "lst"}, wantErr: `unknown scenario "lst"`},
+		{name: "bulk needs its own server", args: []string{"--records", "10", "--url", "http://x"}, wantErr: "drop --url"},
+		{name: "zero conns", args: []string{"--conns", "0"}, wantErr: "at least 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseOptions(tt.args, &bytes.Buffer{})
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestWriteTableAndJSON(t *testing.T) {
+	rep := &Report{
+		Machine: machineInfo(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
+		Config:  options{Conns: 32, DurationText: "10s", Duration: 10 * time.Second},
+		Target:  "test", FsyncPerSec: 1234,
+		Seeding: Seeding{Path: "api", Patients: 10, Doctors: 2, Records: 20, Comments: 40, BusyRecords: 10, Seconds: 1.5},
+		Server:  ServerInfo{PeakRSSBytes: 64 << 20, StartupSeconds: 0.05, RestartSeconds: 0.04},
+		Results: []Result{
+			{Name: "list", Scenario: "list", RPS: 5000, P50ms: 1, P95ms: 2, P99ms: 3.5, Ceiling: ceilSelect, CeilingRPS: 10000, Ratio: 0.5},
+			{Name: "create", Scenario: "create", RPS: 900, Errors: 2, ErrorCodes: map[string]int{"500": 2}},
+		},
+		Ceilings: []Result{{Name: ceilSelect, RPS: 10000}},
+	}
+	var out bytes.Buffer
+	writeTable(&out, rep)
+	text := out.String()
+	for _, want := range []string{"list", "5000", "3.50ms", "10000", "0.50", "fsync rate", "1234/s", "64 MiB", "errors in create (): map[500:2]"} {
+		assert.Contains(t, text, want)
+	}
+
+	path := filepath.Join(t.TempDir(), "r.json")
+	require.NoError(t, writeJSON(path, rep))
+	var back map[string]any
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, "10s", back["config"].(map[string]any)["duration"])
+	results := back["results"].([]any)
+	assert.InDelta(t, 0.5, results[0].(map[string]any)["ratio"], 1e-9)
+	assert.Contains(t, back["machine"].(map[string]any), "cpus")
+}
+
+// TestRun_AgainstRealServer builds healthrecord and runs the whole tool
+// briefly on a tiny data set, with the ceiling as a child process, and a
+// tiny bulk-seeded scale run (which also holds the bulk path to the real
+// schema).
+func TestRun_AgainstRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"--patients", "5", "--doctors", "2", "--records-per-patient", "2", "--comments", "1",
+		"--duration", "300ms", "--warmup", "100ms", "--conns", "4", "--scenarios", "list,create", "--records", "300", "--json", jsonPath},
+		&stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+
+	var rep Report
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &rep))
+	assert.Equal(t, 10, rep.Seeding.Records)
+	assert.Equal(t, 10, rep.Seeding.Comments)
+	require.Len(t, rep.Results, 2)
+	for _, r := range rep.Results {
+		assert.Zero(t, r.Errors, "%s: %v", r.Name, r.ErrorCodes)
+		assert.Positive(t, r.OK, r.Name)
+		assert.Positive(t, r.CeilingRPS, r.Name)
+	}
+	assert.Equal(t, "list", rep.Results[0].Name)
+	assert.Equal(t, "create", rep.Results[1].Name)
+	assert.Positive(t, rep.Server.PeakRSSBytes)
+	assert.Positive(t, rep.FsyncPerSec)
+	assert.True(t, strings.Contains(stdout.String(), "ceiling req/s"), stdout.String())
+
+	require.NotNil(t, rep.Scale)
+	sc := rep.Scale
+	assert.Equal(t, 300, sc.Seeding.Records)
+	assert.Equal(t, 300, sc.Seeding.Comments)
+	assert.Equal(t, 150, sc.Seeding.BusyRecords, "300 records, 2 doctors: even shares")
+	assert.Positive(t, sc.BytesPerRecord)
+	assert.Positive(t, sc.Tables["records"])
+	assert.Positive(t, sc.StartupSeconds)
+	require.Len(t, sc.Results, 3)
+	for _, r := range sc.Results {
+		assert.Zero(t, r.Errors, "scale %s: %v", r.Name, r.ErrorCodes)
+		assert.Positive(t, r.OK, r.Name)
+	}
+}

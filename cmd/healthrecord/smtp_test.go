@@ -52,7 +52,9 @@ func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	require.Eventually(t, func() bool { l, err = net.Listen("tcp", addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done })
+	// Closing the listener too: go-smtp's Close misses a listener that Serve
+	// has not registered yet, and Serve would then wait on Accept forever.
+	t.Cleanup(func() { _ = srv.Close(); _ = l.Close(); <-done })
 	return mb
 }
 

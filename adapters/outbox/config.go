@@ -18,6 +18,8 @@ type Config struct {
 	Owner string
 	// BatchSize bounds how many events are claimed, and held in memory, at once.
 	BatchSize int
+	// Concurrency is how many events of a batch are attempted at once.
+	Concurrency int
 	// Lease is how long a claimed event stays reserved to this dispatcher.
 	// It must exceed AttemptTimeout, so a lease never runs out mid-attempt.
 	Lease time.Duration
@@ -38,6 +40,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultBatchSize      = 100
+	DefaultConcurrency    = 8
 	DefaultLease          = time.Minute
 	DefaultPollInterval   = 2 * time.Second
 	DefaultAttemptTimeout = 30 * time.Second
@@ -56,6 +59,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.Lease == 0 {
 		c.Lease = DefaultLease
@@ -92,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		bad("outbox: BatchSize %d < 1", c.BatchSize)
+	}
+	if c.Concurrency < 1 {
+		bad("outbox: Concurrency %d < 1", c.Concurrency)
 	}
 	if c.PollInterval <= 0 {
 		bad("outbox: PollInterval %v <= 0", c.PollInterval)

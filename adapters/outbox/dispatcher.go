@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -32,8 +33,8 @@ type Dispatcher struct {
 	cfg   Config
 	log   *slog.Logger
 	wake  chan struct{}
-	// nextRetry is the earliest retry scheduled since the last sleep; only
-	// the goroutine running Run (or RunOnce) touches it.
+	// nextRetry is the earliest retry scheduled since the last sleep.
+	mu        sync.Mutex
 	nextRetry time.Time
 }
 
@@ -71,12 +72,16 @@ func New(store ports.Outbox, sinks []ports.Sink, cfg Config, log *slog.Logger) (
 // noteRetry remembers the earliest retry time scheduled since the last
 // sleep.
 func (d *Dispatcher) noteRetry(at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.nextRetry.IsZero() || at.Before(d.nextRetry) {
 		d.nextRetry = at
 	}
 }
 
 func (d *Dispatcher) takeNextRetry() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	at := d.nextRetry
 	d.nextRetry = time.Time{}
 	return at
@@ -162,8 +167,18 @@ func (d *Dispatcher) runBatch(ctx context.Context) (processed int, again bool, e
 		return 0, false, fmt.Errorf("outbox: claim: %w", err)
 	}
 	leaseEnd := claimedAt.Add(d.cfg.Lease)
+	// Events are attempted Concurrency at a time: their bookkeeping writes
+	// then share commits, so delivery keeps up with a burst of assignments.
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	for i, e := range batch {
-		if ctx.Err() != nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil { // shutting down: start nothing more
+			inFlight.Wait()
 			d.release(ctx, batch[i:])
 			return processed, false, nil
 		}
@@ -171,10 +186,16 @@ func (d *Dispatcher) runBatch(ctx context.Context) (processed int, again bool, e
 		// could claim the event and deliver it alongside this one. Give the
 		// rest back and claim them again with a fresh lease.
 		if d.cfg.Now().Add(d.cfg.AttemptTimeout).After(leaseEnd) {
+			<-slots
+			inFlight.Wait()
 			d.release(ctx, batch[i:])
 			return processed, true, nil
 		}
-		d.attempt(ctx, e)
+		inFlight.Add(1)
+		go func() {
+			defer func() { <-slots; inFlight.Done() }()
+			d.attempt(ctx, e)
+		}()
 		processed++
 	}
 	return processed, len(batch) >= d.cfg.BatchSize, nil
@@ -212,14 +233,28 @@ func (d *Dispatcher) attempt(ctx context.Context, e domain.OutboxEvent) {
 	defer cancel()
 
 	var failures []string
+	pending := 0
+	for _, s := range d.sinks {
+		if !e.DeliveredTo(s.Name()) {
+			pending++
+		}
+	}
 	for _, s := range d.sinks {
 		name := s.Name()
 		if e.DeliveredTo(name) {
 			continue
 		}
+		pending--
 		if err := s.Deliver(actx, e); err != nil {
 			d.log.Warn("outbox: delivery failed", "event", e.ID, "sink", name, "attempt", attempt, "err", err)
 			failures = append(failures, name+": "+err.Error())
+			continue
+		}
+		// A success is recorded at once when another sink follows (so a
+		// retry skips it, and a lost lease stops the next sink) or when one
+		// failed; after the last sink of a clean attempt, the one Delivered
+		// write below says it all: a write less per event.
+		if pending == 0 && len(failures) == 0 {
 			continue
 		}
 		err := d.write(ctx, func(sctx context.Context) error {

@@ -41,7 +41,7 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	err := r.s.atomic(ctx, func(s scope) error {
 		var lastID int64
 		var lastHash string
-		if err := s.tx.QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
+		if err := s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
 			Scan(&lastID, &lastHash); err != nil {
 			return err
 		}
@@ -50,14 +50,14 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			e.At = fromNanos(toNanos(e.At)) // exactly what is stored, and hashed
 			e.ID, e.PrevHash = lastID+1, lastHash
 			e.Hash = e.ChainHash(e.PrevHash)
-			if _, err := s.tx.ExecContext(ctx, `INSERT INTO audit (`+auditCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			if _, err := s.writer().ExecContext(ctx, `INSERT INTO audit (`+auditCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID, e.Outcome,
 				e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash); err != nil {
 				return err
 			}
 			lastID, lastHash = e.ID, e.Hash
 		}
-		_, err := s.tx.ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ? WHERE one = 1`, lastID, lastHash)
+		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ? WHERE one = 1`, lastID, lastHash)
 		return err
 	})
 	if err != nil {

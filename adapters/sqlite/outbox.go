@@ -76,11 +76,11 @@ func (r outbox) Claim(ctx context.Context, owner string, now time.Time, lease ti
 		}
 		in := placeholders(len(ids))
 		args := append([]any{owner, toNanos(now.Add(lease))}, ids...)
-		if _, err := s.tx.ExecContext(ctx,
+		if _, err := s.writer().ExecContext(ctx,
 			`UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (`+in+`)`, args...); err != nil {
 			return err
 		}
-		rows, err := s.tx.QueryContext(ctx,
+		rows, err := s.reader().QueryContext(ctx,
 			`SELECT `+outboxCols+` FROM outbox WHERE id IN (`+in+`) ORDER BY next_attempt_at, id`, ids...)
 		if err != nil {
 			return err
@@ -231,20 +231,20 @@ func (r outbox) Retry(ctx context.Context, id int64, now time.Time) (domain.Outb
 	var e domain.OutboxEvent
 	err := r.s.atomic(ctx, func(s scope) error {
 		var state string
-		if err := s.tx.QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state); err != nil {
+		if err := s.reader().QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state); err != nil {
 			return notFoundIf(err)
 		}
 		if state != domain.OutboxDead {
 			return domain.Errorf(domain.EConflict, "Only a dead event can be retried; this one is %s.", state)
 		}
-		if _, err := s.tx.ExecContext(ctx,
+		if _, err := s.writer().ExecContext(ctx,
 			`UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,
 			        claimed_by = NULL, claimed_until = NULL
 			 WHERE id = ?`, toNanos(now), id); err != nil {
 			return err
 		}
 		var err error
-		if e, err = scanEvent(s.tx.QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id)); err != nil {
+		if e, err = scanEvent(s.reader().QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id)); err != nil {
 			return err
 		}
 		s.outboxChanged()

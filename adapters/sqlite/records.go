@@ -39,14 +39,14 @@ func (r records) Create(ctx context.Context, rec *domain.Record) error {
 }
 
 func (r records) Get(ctx context.Context, id int64) (domain.Record, error) {
-	q := r.s.reader()
-	rec, err := scanRecord(q.QueryRowContext(ctx, `SELECT `+recordCols+` FROM records WHERE id = ?`, id))
+	recs, err := queryRecords(ctx, r.s.reader(),
+		`SELECT `+joinedCols+` FROM records r LEFT JOIN comments c ON c.record_id = r.id
+		 WHERE r.id = ? ORDER BY c.created_at, c.id`, id)
 	if err != nil {
-		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, notFoundIf(err))
+		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, err)
 	}
-	recs := []domain.Record{rec}
-	if err := attachComments(ctx, q, recs); err != nil {
-		return domain.Record{}, err
+	if len(recs) == 0 {
+		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, domain.NotFound())
 	}
 	return recs[0], nil
 }
@@ -85,60 +85,54 @@ func (r records) List(ctx context.Context, f ports.RecordFilter, p domain.Page) 
 		return nil, errNoRecordFilter
 	}
 	w.after(p, "created_at", "id")
-	q := r.s.reader()
-	rows, err := q.QueryContext(ctx,
-		`SELECT `+recordCols+` FROM records`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
+	// One statement: the page of records, joined with their comments
+	// (oldest first within a record), instead of a second query per page.
+	recs, err := queryRecords(ctx, r.s.reader(),
+		`SELECT `+joinedCols+` FROM (SELECT `+recordCols+` FROM records`+w.String()+
+			` ORDER BY created_at DESC, id DESC LIMIT ?) r
+		 LEFT JOIN comments c ON c.record_id = r.id
+		 ORDER BY r.created_at DESC, r.id DESC, c.created_at, c.id`,
 		append(w.args, limit(p))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list records: %w", err)
 	}
-	out := []domain.Record{}
-	for rows.Next() {
-		rec, err := scanRecord(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlite: list records: %w", err)
-		}
-		out = append(out, rec)
-	}
-	// Close before the next query: inside a transaction both share one connection.
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("sqlite: list records: %w", err)
-	}
-	if err := attachComments(ctx, q, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return recs, nil
 }
 
-// attachComments loads the comments of recs, oldest first, in one query.
-func attachComments(ctx context.Context, q querier, recs []domain.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	ids := make([]any, len(recs))
-	at := make(map[int64]int, len(recs))
-	for i := range recs {
-		ids[i], at[recs[i].ID] = recs[i].ID, i
-		recs[i].Comments = []domain.Comment{}
-	}
-	rows, err := q.QueryContext(ctx,
-		`SELECT `+commentCols+` FROM comments WHERE record_id IN (`+placeholders(len(ids))+`)
-		 ORDER BY created_at, id`, ids...)
+// joinedCols are a record's columns and its comment's (NULL without one).
+const joinedCols = "r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at, " +
+	"c.id, c.doctor_id, c.comment, c.created_at"
+
+// queryRecords reads records joined with their comments, one row per
+// comment (or one row with NULL comment columns), grouped by record in
+// the order the query gives.
+func queryRecords(ctx context.Context, q querier, query string, args ...any) ([]domain.Record, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("sqlite: record comments: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
+	out := []domain.Record{}
 	for rows.Next() {
-		c, err := scanComment(rows)
-		if err != nil {
-			return fmt.Errorf("sqlite: record comments: %w", err)
+		var rec domain.Record
+		var doctor, cID, cDoctor, cAt sql.NullInt64
+		var cText sql.NullString
+		var createdAt, updatedAt int64
+		if err := rows.Scan(&rec.ID, &rec.PatientID, &doctor, &rec.Title, &rec.Content, &createdAt, &updatedAt,
+			&cID, &cDoctor, &cText, &cAt); err != nil {
+			return nil, err
 		}
-		i := at[c.RecordID]
-		recs[i].Comments = append(recs[i].Comments, c)
+		if n := len(out); n == 0 || out[n-1].ID != rec.ID {
+			rec.DoctorID, rec.CreatedAt, rec.UpdatedAt = doctor.Int64, fromNanos(createdAt), fromNanos(updatedAt)
+			rec.Comments = []domain.Comment{}
+			out = append(out, rec)
+		}
+		if cID.Valid {
+			last := &out[len(out)-1]
+			last.Comments = append(last.Comments, domain.Comment{
+				ID: cID.Int64, RecordID: last.ID, DoctorID: cDoctor.Int64, Text: cText.String, CreatedAt: fromNanos(cAt.Int64),
+			})
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: record comments: %w", err)
-	}
-	return nil
+	return out, rows.Err()
 }

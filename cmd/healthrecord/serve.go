@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -54,11 +56,16 @@ func openDB(ctx context.Context, c config) (*sqlite.DB, error) {
 	return db, nil
 }
 
+// hashConcurrency bounds the argon2id hashes running at once to half the
+// cores: a burst of sign-ins then leaves the other half to the API, and
+// hashing memory stays at most this many times 19 MiB.
+func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
 // newApp wires the application for c. tokens may be nil for commands that
 // issue none.
 func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
-		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, 2),
+		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()),
 		Clock: systemClock{}, Random: randomBytes, Log: log,
 	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
 }
@@ -74,6 +81,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(stderr, c.LogLevel)
+	setMemoryLimit(getenv)
 
 	db, err := openDB(ctx, c)
 	if err != nil {
@@ -183,6 +191,18 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// defaultMemoryLimit is the Go runtime's soft memory limit unless the
+// operator sets GOMEMLIMIT: argon2id's 19 MiB buffers are short-lived, and
+// without a limit the collector lets a sign-in burst grow the heap far
+// beyond what is live.
+const defaultMemoryLimit = 64 << 20
+
+func setMemoryLimit(getenv func(string) string) {
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 }
 

@@ -1,0 +1,135 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"healthrecord/adapters/httpapi"
+	"healthrecord/adapters/jwt"
+	"healthrecord/adapters/password"
+	"healthrecord/adapters/sqlite"
+	"healthrecord/app"
+	"healthrecord/domain"
+)
+
+// benchStack is the whole service in process, called through its
+// http.Handler (no sockets), with one patient holding 10 records of 2
+// comments each, as hrbench's data set has.
+type benchStack struct {
+	h              http.Handler
+	patient        string
+	doctor         string
+	doctorID, rec1 int64
+}
+
+func newBenchStack(b *testing.B) *benchStack {
+	b.Helper()
+	ctx := context.Background()
+	dir := b.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"))
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = db.Close() })
+	require.NoError(b, db.Migrate(ctx))
+	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
+	require.NoError(b, err)
+	log := slog.New(slog.DiscardHandler)
+	a := app.New(app.Deps{Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
+		Clock: clock{}, Random: randomBytes, Log: log}, app.Config{AutoApproveDoctors: true})
+	require.NoError(b, a.Start(ctx))
+	bg, cancel := context.WithCancel(ctx)
+	go a.RunBackground(bg)
+	b.Cleanup(func() { cancel(); _ = a.Close(context.Background()) })
+
+	s := &benchStack{h: httpapi.NewServer(a, httpapi.Config{Ready: db.Ready}, log)}
+	reg := func(name string, role domain.Role) (int64, string) {
+		u, err := a.Register(ctx, domain.Registration{Username: name, Email: name + "@example.com", Password: testPassword, Role: role})
+		require.NoError(b, err)
+		tp, err := a.SignIn(ctx, name, testPassword, "127.0.0.1")
+		require.NoError(b, err)
+		return u.ID, tp.Access
+	}
+	patientID, patient := reg("benchpatient", domain.RolePatient)
+	doctorID, doctor := reg("benchdoctor", domain.RoleDoctor)
+	s.patient, s.doctor, s.doctorID = patient, doctor, doctorID
+	pa := domain.Actor{ID: patientID, Role: domain.RolePatient}
+	da := domain.Actor{ID: doctorID, Role: domain.RoleDoctor}
+	for i := range 10 {
+		title, content := fmt.Sprint("Visit ", i), strings.Repeat("observations ", 20)
+		r, err := a.CreateRecord(ctx, pa, domain.RecordChange{Title: &title, Content: &content, SetDoctor: true, DoctorID: doctorID})
+		require.NoError(b, err)
+		if i == 0 {
+			s.rec1 = r.ID
+		}
+		for j := range 2 {
+			text := fmt.Sprint("comment ", j)
+			_, err := a.CreateComment(ctx, da, r.ID, &text)
+			require.NoError(b, err)
+		}
+	}
+	return s
+}
+
+func (s *benchStack) serve(b *testing.B, method, path, token, body string, want int) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, req)
+	if w.Code != want {
+		b.Fatalf("%s %s: %d %s", method, path, w.Code, w.Body)
+	}
+}
+
+// BenchmarkListRecords is hrbench's list scenario without the network:
+// token check, keyset query, nested comments, JSON, buffered audit.
+func BenchmarkListRecords(b *testing.B) {
+	s := newBenchStack(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.serve(b, "GET", "/api/records/", s.patient, "", http.StatusOK)
+		}
+	})
+}
+
+// BenchmarkReadRecord reads one record with its comments.
+func BenchmarkReadRecord(b *testing.B) {
+	s := newBenchStack(b)
+	path := fmt.Sprintf("/api/records/%d/", s.rec1)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.serve(b, "GET", path, s.patient, "", http.StatusOK)
+		}
+	})
+}
+
+// BenchmarkCreateRecord is the write path: record + outbox event + audit
+// entry in one durable (group) commit.
+func BenchmarkCreateRecord(b *testing.B) {
+	s := newBenchStack(b)
+	body := fmt.Sprintf(`{"title":"Blood test","content":"Cholesterol 5.2","doctor":%d}`, s.doctorID)
+	b.ReportAllocs()
+	b.SetParallelism(16) // concurrent clients, so commits are shared as in production
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.serve(b, "POST", "/api/records/", s.patient, body, http.StatusCreated)
+		}
+	})
+}

@@ -37,6 +37,13 @@ func benchDB(b *testing.B) *sqlite.DB {
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = db.Close() })
 	require.NoError(b, db.Migrate(ctx))
+	// The events name patient 1 and doctor 2; notifications need them.
+	for _, u := range []domain.User{
+		{Username: "p", Email: "p@example.com", Role: domain.RolePatient, Active: true, PasswordHash: "x", CreatedAt: time.Now()},
+		{Username: "d", Email: "d@example.com", Role: domain.RoleDoctor, Approved: true, Active: true, PasswordHash: "x", CreatedAt: time.Now()},
+	} {
+		require.NoError(b, db.Users().Create(ctx, &u))
+	}
 	return db
 }
 
@@ -134,7 +141,20 @@ func BenchmarkBacklogDrain(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		go func() { _ = d.Run(ctx); close(done) }()
-		<-all
+		select {
+		case <-all:
+		case <-time.After(2 * time.Minute):
+			states := map[string]int{}
+			for _, st := range []string{domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead} {
+				got, _ := db.Outbox().List(context.Background(), st, domain.Page{Limit: domain.MaxPageSize})
+				states[st] = len(got)
+				if st == domain.OutboxPending && len(got) > 0 {
+					b.Logf("pending example: %+v", got[0])
+				}
+			}
+			mu.Lock()
+			b.Fatalf("backlog not drained: %d delivered by the sink; states (first 500 each): %v", count, states)
+		}
 		elapsed := time.Since(start)
 		b.StopTimer()
 		cancel()

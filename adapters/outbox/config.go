@@ -18,7 +18,10 @@ type Config struct {
 	Owner string
 	// BatchSize bounds how many events are claimed, and held in memory, at once.
 	BatchSize int
-	// Concurrency is how many events of a batch are attempted at once.
+	// Concurrency is how many events of a batch are attempted at once:
+	// their bookkeeping writes then share commits (8: ~2,800 events/s,
+	// 32: ~6,000/s on a 2-core machine). It is also the most SMTP
+	// connections opened at once.
 	Concurrency int
 	// Lease is how long a claimed event stays reserved to this dispatcher.
 	// It must exceed AttemptTimeout, so a lease never runs out mid-attempt.
@@ -40,7 +43,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultBatchSize      = 100
-	DefaultConcurrency    = 8
+	DefaultConcurrency    = 32
 	DefaultLease          = time.Minute
 	DefaultPollInterval   = 2 * time.Second
 	DefaultAttemptTimeout = 30 * time.Second

@@ -216,7 +216,7 @@ func TestCrash_SIGKILLBeforeDeliveryThenRestart(t *testing.T) {
 	_ = cmd.Wait()
 
 	mb := startMailbox(t, smtpAddr)
-	_, s2 := startProcess(t, bin, env)
+	cmd2, s2 := startProcess(t, bin, env)
 	require.Eventually(t, func() bool { return len(mb.byMessageID()) == n }, 60*time.Second, 50*time.Millisecond,
 		"every email arrives after the restart")
 	var notes []map[string]any
@@ -255,4 +255,15 @@ func TestCrash_SIGKILLBeforeDeliveryThenRestart(t *testing.T) {
 		assert.True(t, strings.HasPrefix(m.Header.Get("Message-Id"), "<outbox-"))
 	}
 	assert.Len(t, ids, n)
+
+	// SIGTERM: a graceful stop, exit status 0, within the shutdown limit.
+	require.NoError(t, cmd2.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd2.Wait() }()
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status after SIGTERM")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit within 20s of SIGTERM")
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -161,7 +162,7 @@ func ceilingChild(args []string) error {
 	read.SetMaxOpenConns(ceilingReadConns)
 	read.SetMaxIdleConns(ceilingReadConns)
 
-	s := &ceilingServer{key: key, read: read, write: write, hashSem: make(chan struct{}, 2)}
+	s := &ceilingServer{key: key, read: read, write: write, hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
 	mux.HandleFunc("GET /list", s.list)

@@ -7,17 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/adapters/httpapi"
-	"healthrecord/adapters/jwt"
-	"healthrecord/adapters/password"
-	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/domain"
 )
@@ -35,21 +30,8 @@ type benchStack struct {
 func newBenchStack(b *testing.B) *benchStack {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"))
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = db.Close() })
-	require.NoError(b, db.Migrate(ctx))
-	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
-	require.NoError(b, err)
 	log := slog.New(slog.DiscardHandler)
-	a := app.New(app.Deps{Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
-		Clock: clock{}, Random: randomBytes, Log: log}, app.Config{AutoApproveDoctors: true})
-	require.NoError(b, a.Start(ctx))
-	bg, cancel := context.WithCancel(ctx)
-	go a.RunBackground(bg)
-	b.Cleanup(func() { cancel(); _ = a.Close(context.Background()) })
-
+	db, a := newStack(b, app.Config{AutoApproveDoctors: true}, log)
 	s := &benchStack{h: httpapi.NewServer(a, httpapi.Config{Ready: db.Ready}, log)}
 	reg := func(name string, role domain.Role) (int64, string) {
 		u, err := a.Register(ctx, domain.Registration{Username: name, Email: name + "@example.com", Password: testPassword, Role: role})

@@ -74,36 +74,17 @@ type envOption func(*httpapi.Config, *app.Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "test.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	require.NoError(t, db.Migrate(ctx))
-	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
-	require.NoError(t, err)
-
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	hcfg := httpapi.Config{Ready: db.Ready}
+	hcfg := httpapi.Config{}
 	acfg := app.Config{}
 	for _, o := range opts {
 		o(&hcfg, &acfg)
 	}
-	a := app.New(app.Deps{
-		Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
-		Clock: clock{}, Random: randomBytes, Log: log,
-	}, acfg)
-	require.NoError(t, a.Start(ctx))
-	bg, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); a.RunBackground(bg) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		require.NoError(t, a.Close(context.Background()))
-	})
-
+	db, a := newStack(t, acfg, log)
+	if hcfg.Ready == nil {
+		hcfg.Ready = db.Ready
+	}
 	srv := httptest.NewServer(httpapi.NewServer(a, hcfg, log))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, db: db, app: a, logs: logs}
@@ -116,6 +97,35 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		}
 	})
 	return e
+}
+
+// newStack wires the real service behind the HTTP adapter: a SQLite file,
+// JWT keys, argon2id (cheap test parameters) and the app with its
+// background work, all stopped at cleanup.
+func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (*sqlite.DB, *app.App) {
+	tb.Helper()
+	ctx := context.Background()
+	dir := tb.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "test.db"))
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = db.Close() })
+	require.NoError(tb, db.Migrate(ctx))
+	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
+	require.NoError(tb, err)
+	a := app.New(app.Deps{
+		Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
+		Clock: clock{}, Random: randomBytes, Log: log,
+	}, acfg)
+	require.NoError(tb, a.Start(ctx))
+	bg, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.RunBackground(bg) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		require.NoError(tb, a.Close(context.Background()))
+	})
+	return db, a
 }
 
 // resp is an answer, read whole.

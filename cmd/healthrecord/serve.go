@@ -198,7 +198,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // operator sets GOMEMLIMIT: argon2id's 19 MiB buffers are short-lived, and
 // without a limit the collector lets a sign-in burst grow the heap far
 // beyond what is live.
-const defaultMemoryLimit = 64 << 20
+const defaultMemoryLimit = 48 << 20
 
 // defaultGCPercent lets the heap grow to 5× what is live before a
 // collection, unless the operator sets GOGC: the live heap of this service

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 
@@ -84,6 +85,12 @@ type Argon2id struct {
 	sem    chan struct{}
 	// kdf is argon2.IDKey; tests wrap it to watch concurrency.
 	kdf func(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
+	// cooldown is how long a slot stays idle after a hash, as a multiple
+	// of the hash's own time (0: none); see WithCPUShare.
+	cooldown float64
+	// sleep and now are time.Sleep and time.Now; tests replace them.
+	sleep func(time.Duration)
+	now   func() time.Time
 	// onWait, when set, is called when a call has to wait for a slot (tests).
 	onWait func()
 }
@@ -96,7 +103,18 @@ func New(p Params, maxConcurrent int) *Argon2id {
 	if maxConcurrent <= 0 {
 		maxConcurrent = DefaultMaxConcurrent
 	}
-	return &Argon2id{params: p, sem: make(chan struct{}, maxConcurrent), kdf: argon2.IDKey}
+	return &Argon2id{params: p, sem: make(chan struct{}, maxConcurrent), kdf: argon2.IDKey, sleep: time.Sleep, now: time.Now}
+}
+
+// WithCPUShare caps each slot at share (0 < share ≤ 1) of a core: after a
+// hash that took d, the slot stays idle for d·(1/share − 1) before the next
+// hash may use it. A burst of sign-ins then waits longer instead of taking
+// the CPU the rest of the API needs. It returns a for chaining.
+func (a *Argon2id) WithCPUShare(share float64) *Argon2id {
+	if share > 0 && share < 1 {
+		a.cooldown = 1/share - 1
+	}
+	return a
 }
 
 // Hash returns password's PHC-form argon2id hash with a fresh random salt.
@@ -154,8 +172,17 @@ func (a *Argon2id) derive(ctx context.Context, password, salt []byte, p Params) 
 			return nil, ctx.Err()
 		}
 	}
-	defer func() { <-a.sem }()
-	return a.kdf(password, salt, p.Time, p.Memory, p.Threads, p.KeyLen), nil
+	start := a.now()
+	key := a.kdf(password, salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	if a.cooldown > 0 {
+		// The caller has its answer; only the slot waits, so the caller's
+		// latency is unchanged and the next hash starts later.
+		idle := time.Duration(float64(a.now().Sub(start)) * a.cooldown)
+		go func() { a.sleep(idle); <-a.sem }()
+	} else {
+		<-a.sem
+	}
+	return key, nil
 }
 
 // b64 is PHC's encoding: standard alphabet, no padding, canonical bits.

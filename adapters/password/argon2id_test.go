@@ -343,3 +343,36 @@ func BenchmarkHash(b *testing.B) {
 		}
 	}
 }
+
+// With a CPU share, the slot stays idle after each hash for the hash's
+// time × (1/share − 1): the next hash waits, the caller does not.
+func TestArgon2id_CPUShareHoldsTheSlotIdle(t *testing.T) {
+	a := New(TestParams, 1).WithCPUShare(0.25)
+	clock := time.Unix(0, 0)
+	a.now = func() time.Time { clock = clock.Add(10 * time.Millisecond); return clock } // every hash "takes" 10 ms
+	slept := make(chan time.Duration, 2)
+	release := make(chan struct{})
+	a.sleep = func(d time.Duration) { slept <- d; <-release }
+
+	h, err := a.Hash(context.Background(), "first-password")
+	require.NoError(t, err, "the caller is answered without waiting for the cool-down")
+	assert.Equal(t, 30*time.Millisecond, <-slept, "idle for 3 × 10 ms at a quarter of a core")
+
+	waiting := make(chan struct{})
+	a.onWait = func() { close(waiting) }
+	done := make(chan error, 1)
+	go func() { _, err := a.Verify(context.Background(), h, "first-password"); done <- err }()
+	<-waiting // the second hash waits for the idle slot
+	select {
+	case err := <-done:
+		t.Fatalf("second hash ran during the cool-down: %v", err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-done)
+
+	full := New(TestParams, 1)
+	full.sleep = func(time.Duration) { t.Error("no cool-down without a CPU share") }
+	_, err = full.Hash(context.Background(), "another-password")
+	require.NoError(t, err)
+}

@@ -57,15 +57,18 @@ func openDB(ctx context.Context, c config) (*sqlite.DB, error) {
 }
 
 // hashConcurrency bounds the argon2id hashes running at once to half the
-// cores: a burst of sign-ins then leaves the other half to the API, and
-// hashing memory stays at most this many times 19 MiB.
+// cores, and hashCPUShare lets each of those slots use half a core: a burst
+// of sign-ins waits longer instead of starving the API (hrbench's
+// signin-storm), and hashing memory stays at most hashConcurrency × 19 MiB.
 func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+const hashCPUShare = 0.5
 
 // newApp wires the application for c. tokens may be nil for commands that
 // issue none.
 func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
-		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()),
+		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
 		Clock: systemClock{}, Random: randomBytes, Log: log,
 	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
 }

@@ -235,7 +235,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 		case "signin":
 			c := ceiling(ceilSignin)
 			r := withCeiling(b.measure(ctx, "signin", s, b.o.Conns, b.genSignin()), rep.Ceilings, c)
-			r.Note = "argon2id (m=19 MiB, t=2), on at most half the cores at once, in the server and in the ceiling alike"
+			r.Note = "argon2id (m=19 MiB, t=2), on at most half the cores at once in both; the server also idles each slot half the time (a CPU share that protects the API), the ceiling does not"
 			rs = append(rs, r)
 		case "signin-storm":
 			rs = append(rs, b.storm(ctx, listAlone, rep.Ceilings, ceiling(ceilSelect))...)

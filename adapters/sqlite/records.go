@@ -15,15 +15,6 @@ type records struct{ s scope }
 
 const recordCols = "id, patient_id, doctor_id, title, content, created_at, updated_at"
 
-func scanRecord(sc scanner) (domain.Record, error) {
-	var r domain.Record
-	var doctor sql.NullInt64
-	var createdAt, updatedAt int64
-	err := sc.Scan(&r.ID, &r.PatientID, &doctor, &r.Title, &r.Content, &createdAt, &updatedAt)
-	r.DoctorID, r.CreatedAt, r.UpdatedAt = doctor.Int64, fromNanos(createdAt), fromNanos(updatedAt)
-	return r, err
-}
-
 func (r records) Create(ctx context.Context, rec *domain.Record) error {
 	res, err := r.s.writer().ExecContext(ctx,
 		`INSERT INTO records (patient_id, doctor_id, title, content, created_at, updated_at)

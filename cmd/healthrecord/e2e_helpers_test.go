@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -180,18 +179,4 @@ func (s *server) signIn(name, password string) tokens {
 	require.Equal(s.t, http.StatusOK, code)
 	require.NotEmpty(s.t, tk.Access)
 	return tk
-}
-
-// scanJSONLines parses each JSON log line.
-func scanJSONLines(s string) []map[string]any {
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }

@@ -13,14 +13,13 @@ type Code string
 
 // The error codes. Every port and use case documents which it returns.
 const (
-	EInvalid        Code = "invalid"         // 400: field errors or a bad request
-	EUnauthorized   Code = "unauthorized"    // 401: no or bad credentials
-	EForbidden      Code = "forbidden"       // 403: visible, but not allowed
-	ENotFound       Code = "not_found"       // 404: absent or not visible
-	EConflict       Code = "conflict"        // 409: state does not allow it
-	EThrottled      Code = "throttled"       // 429: too many attempts
-	EInternal       Code = "internal"        // 500: a bug or an outage
-	ENotImplemented Code = "not_implemented" // 501: never used by the API
+	EInvalid      Code = "invalid"      // 400: field errors or a bad request
+	EUnauthorized Code = "unauthorized" // 401: no or bad credentials
+	EForbidden    Code = "forbidden"    // 403: visible, but not allowed
+	ENotFound     Code = "not_found"    // 404: absent or not visible
+	EConflict     Code = "conflict"     // 409: state does not allow it
+	EThrottled    Code = "throttled"    // 429: too many attempts
+	EInternal     Code = "internal"     // 500: a bug or an outage
 )
 
 // Error is the one error type the application speaks. Message becomes the

@@ -6,14 +6,12 @@ package domain
 
 // Policy messages.
 const (
-	MsgOnlyPatientsCreate  = "Only patients can create health records."
-	MsgOnlyOwnerChanges    = "Only the patient who owns this record can change it."
-	MsgOnlyOwnerAccessLog  = "Only the patient who owns this record can read its access log."
-	MsgOnlyDoctorsComment  = "Only doctors can comment on health records."
-	MsgAdminNoHealthData   = "Administrators cannot access health records."
-	MsgCommentsAppendOnly  = "Clinical comments cannot be changed or deleted."
-	MsgAdminOnly           = MsgNoPermission
-	MsgNotificationNotMine = MsgNotFound
+	MsgOnlyPatientsCreate = "Only patients can create health records."
+	MsgOnlyOwnerChanges   = "Only the patient who owns this record can change it."
+	MsgOnlyOwnerAccessLog = "Only the patient who owns this record can read its access log."
+	MsgOnlyDoctorsComment = "Only doctors can comment on health records."
+	MsgAdminNoHealthData  = "Administrators cannot access health records."
+	MsgAdminOnly          = MsgNoPermission
 )
 
 // CanUseRecords refuses admins: they manage accounts, never read health data.

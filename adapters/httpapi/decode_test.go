@@ -50,7 +50,7 @@ func TestErrorResponse_MapsWrappedErrors(t *testing.T) {
 			header: map[string]string{"Retry-After": "2"}, wrapToo: true},
 		{name: "internal code", err: domain.Errorf(domain.EInternal, "disk on fire"), status: 500,
 			body: detail(msgServerError), internal: true, wrapToo: true},
-		{name: "not implemented", err: domain.Errorf(domain.ENotImplemented, "nope"), status: 500,
+		{name: "not implemented", err: domain.Errorf(domain.Code("unheard_of"), "nope"), status: 500,
 			body: detail(msgServerError), internal: true},
 		{name: "plain error", err: errors.New("sql: database is closed"), status: 500,
 			body: detail(msgServerError), internal: true, wrapToo: true},

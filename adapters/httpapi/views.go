@@ -111,6 +111,10 @@ type outboxView struct {
 	DeliveredAt   *string `json:"delivered_at"`
 }
 
+// OutboxJSON is an outbox event as the admin API shows it; the CLI's
+// `outbox list` prints the same.
+func OutboxJSON(e domain.OutboxEvent) any { return toOutbox(e) }
+
 func toOutbox(e domain.OutboxEvent) outboxView {
 	v := outboxView{ID: e.ID, Kind: e.Kind, Record: e.RecordID, State: e.State, Attempts: e.Attempts,
 		NextAttemptAt: timeJSON(e.NextAttemptAt), CreatedAt: timeJSON(e.CreatedAt), DeliveredAt: optTimeJSON(e.DeliveredAt)}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/term"
 
+	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
 	"healthrecord/app"
 	"healthrecord/domain"
@@ -240,7 +241,7 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 		enc.SetIndent("", "  ")
 		switch {
 		case sub == "list" && len(rest) == 0:
-			var all []map[string]any
+			var all []any
 			p := domain.Page{Limit: domain.MaxPageSize}
 			for {
 				events, next, err := a.OutboxList(ctx, state, p)
@@ -248,7 +249,7 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 					return describe(err)
 				}
 				for _, e := range events {
-					all = append(all, outboxJSON(e))
+					all = append(all, httpapi.OutboxJSON(e))
 				}
 				if next == nil {
 					break
@@ -256,7 +257,7 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 				p.After = next
 			}
 			if all == nil {
-				all = []map[string]any{}
+				all = []any{}
 			}
 			return enc.Encode(all)
 		case sub == "retry" && len(rest) == 1:
@@ -268,24 +269,10 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			if err != nil {
 				return describe(err)
 			}
-			return enc.Encode(outboxJSON(e))
+			return enc.Encode(httpapi.OutboxJSON(e))
 		}
 		return usageError{use}
 	})
-}
-
-// outboxJSON is an event as the admin API shows it.
-func outboxJSON(e domain.OutboxEvent) map[string]any {
-	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-	var delivered any
-	if e.DeliveredAt != nil {
-		delivered = ts(*e.DeliveredAt)
-	}
-	return map[string]any{
-		"id": e.ID, "kind": e.Kind, "record": e.RecordID, "state": e.State, "attempts": e.Attempts,
-		"last_error": e.LastError, "next_attempt_at": ts(e.NextAttemptAt), "created_at": ts(e.CreatedAt),
-		"delivered_at": delivered,
-	}
 }
 
 func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

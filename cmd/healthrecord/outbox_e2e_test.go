@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -126,6 +127,12 @@ func TestNotifications_PoisonEventGoesDeadAndCanBeRetried(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 3, dead[0].Attempts)
 	assert.Contains(t, dead[0].LastError, "550")
+	// The CLI shows the event as the admin API does.
+	out, err := s.cli("outbox", "list", "--state", "dead")
+	require.NoError(t, err, out)
+	var listed []outboxRow
+	require.NoError(t, json.Unmarshal([]byte(out), &listed))
+	assert.Equal(t, dead, listed)
 	assert.Empty(t, mb.byMessageID())
 
 	var notes []map[string]any

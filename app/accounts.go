@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"strconv"
 	"time"
 
 	"healthrecord/domain"
@@ -75,7 +76,7 @@ func throttled(wait time.Duration) error {
 	}
 	return &domain.Error{
 		Code:       domain.EThrottled,
-		Message:    "Request was throttled. Expected available in " + itoa(secs) + unit,
+		Message:    "Request was throttled. Expected available in " + strconv.Itoa(secs) + unit,
 		RetryAfter: time.Duration(secs) * time.Second,
 	}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,7 +62,7 @@ func TestCreateComment(t *testing.T) {
 			c := newCast(t, e)
 			id := tt.record(c)
 			_, err := e.app.CreateComment(ctx, actorOf(c.otherDoctor), id, ptr("x"))
-			requireFields(t, err, map[string][]string{"record": {`Invalid pk "` + itoa(int(id)) + `" - object does not exist.`}})
+			requireFields(t, err, map[string][]string{"record": {`Invalid pk "` + strconv.FormatInt(id, 10) + `" - object does not exist.`}})
 			assert.Empty(t, e.db.comments)
 			if tt.audit {
 				assert.Equal(t, []auditShape{{c.otherDoctor.ID, domain.ActionCommentCreate, id, c.owner.ID, domain.OutcomeDenied}}, shapes(e.flushed(t)))

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,7 +142,7 @@ func TestCreateRecord(t *testing.T) {
 			c := newCast(t, e)
 			id := tt.id(c)
 			_, err := e.app.CreateRecord(ctx, actorOf(c.owner), domain.RecordChange{Title: ptr("t"), Content: ptr("c"), SetDoctor: true, DoctorID: id})
-			requireFields(t, err, map[string][]string{"doctor": {`Invalid pk "` + itoa(int(id)) + `" - object does not exist.`}})
+			requireFields(t, err, map[string][]string{"doctor": {`Invalid pk "` + strconv.FormatInt(id, 10) + `" - object does not exist.`}})
 			assert.Len(t, e.db.records, 2)
 			assert.Empty(t, e.outboxEvents())
 		})
@@ -403,7 +404,7 @@ func TestUpdateRecord(t *testing.T) {
 			c := newCast(t, e)
 			id := tt.id(c)
 			_, err := e.app.UpdateRecord(ctx, actorOf(c.owner), c.record.ID, domain.RecordChange{Title: ptr("x"), SetDoctor: true, DoctorID: id}, false)
-			requireFields(t, err, map[string][]string{"doctor": {`Invalid pk "` + itoa(int(id)) + `" - object does not exist.`}})
+			requireFields(t, err, map[string][]string{"doctor": {`Invalid pk "` + strconv.FormatInt(id, 10) + `" - object does not exist.`}})
 			stored, _ := e.record(t, c.record.ID)
 			assert.Equal(t, c.record.Title, stored.Title)
 			assert.Equal(t, c.doctor.ID, stored.DoctorID)

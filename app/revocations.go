@@ -1,7 +1,6 @@
 package app
 
 import (
-	"strconv"
 	"sync"
 	"time"
 )
@@ -124,5 +123,3 @@ func live(ts []time.Time, cutoff time.Time) []time.Time {
 	}
 	return ts[i:]
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

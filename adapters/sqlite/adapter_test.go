@@ -50,16 +50,19 @@ func TestMigrations_StatusAndReady(t *testing.T) {
 	require.ErrorIs(t, db.Ready(ctx), errPending, "not ready before Migrate")
 	st, err := db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 1)
+	require.Len(t, st, 2)
 	assert.Equal(t, MigrationStatus{Version: 1, Name: "00001_init.sql"}, st[0])
+	assert.Equal(t, MigrationStatus{Version: 2, Name: "00002_record_version.sql"}, st[1])
 
 	require.NoError(t, db.Migrate(ctx))
 	require.NoError(t, db.Ready(ctx))
 	st, err = db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 1)
-	assert.True(t, st[0].Applied)
-	assert.False(t, st[0].AppliedAt.IsZero())
+	require.Len(t, st, 2)
+	for _, m := range st {
+		assert.True(t, m.Applied, m.Name)
+		assert.False(t, m.AppliedAt.IsZero(), m.Name)
+	}
 
 	require.NoError(t, db.Migrate(ctx), "migrating again does nothing")
 	require.NoError(t, db.Ready(ctx))

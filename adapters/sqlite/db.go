@@ -35,6 +35,7 @@ type DB struct {
 	read  *sql.DB // read-only connections for plain reads
 
 	readStmts, writeStmts *stmtCache
+	records               *recordCache
 
 	// Group commit: every write transaction is a job for one writer
 	// goroutine, which runs the jobs waiting together in one SQLite
@@ -77,6 +78,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	db.readStmts, db.writeStmts = newStmtCache(db.read), newStmtCache(db.write)
+	db.records = newRecordCache(defaultCacheBytes)
 	db.jobs, db.quit, db.writerDone = make(chan *writeJob, maxBatch), make(chan struct{}), make(chan struct{})
 	go db.writer()
 	return db, nil
@@ -398,6 +400,15 @@ func (s scope) reader() querier {
 		return txQuerier{tx: s.tx.Tx, c: s.db.writeStmts}
 	}
 	return poolQuerier{c: s.db.readStmts}
+}
+
+// cache is the record cache, for reads outside a transaction only (see
+// recordCache).
+func (s scope) cache() *recordCache {
+	if s.tx != nil {
+		return nil
+	}
+	return s.db.records
 }
 
 // execer runs one statement.

@@ -101,6 +101,78 @@ func testRecords(t *testing.T, open Opener) {
 		requireCode(t, domain.ENotFound, s.Records().Delete(ctx(t), r.ID))
 	})
 
+	// A store may keep records in memory (the SQLite adapter does); every
+	// read after a change must still show the change, and nothing a
+	// rolled-back transaction did.
+	t.Run("reads_after_changes_are_current", func(t *testing.T) {
+		s := open(t)
+		p, d1, d2 := mustPatient(t, s, "p"), mustDoctor(t, s, "d1"), mustDoctor(t, s, "d2")
+		r := mustRecord(t, s, p.ID, d1.ID, at(0))
+		other := mustRecord(t, s, p.ID, 0, at(1))
+		list := func(f ports.RecordFilter) []domain.Record {
+			t.Helper()
+			got, err := s.Records().List(ctx(t), f, domain.Page{Limit: 10})
+			require.NoError(t, err)
+			return got
+		}
+		// read twice: the second read may come from memory
+		current := func(want domain.Record, note string) {
+			t.Helper()
+			for range 2 {
+				got, err := s.Records().Get(ctx(t), want.ID)
+				require.NoError(t, err, note)
+				requireRecord(t, want, got)
+				mine := list(ports.RecordFilter{PatientID: p.ID})
+				require.Equal(t, []int64{other.ID, want.ID}, recordIDs(mine), note)
+				requireRecord(t, want, mine[1])
+			}
+		}
+		current(r, "first reads")
+
+		r.Title, r.Content, r.UpdatedAt = "changed title", "changed content", at(5)
+		require.NoError(t, s.Records().Update(ctx(t), r))
+		current(r, "after an update")
+
+		c := mustComment(t, s, r.ID, d1.ID, at(6))
+		r.Comments = []domain.Comment{c}
+		current(r, "after a comment")
+		got := list(ports.RecordFilter{DoctorID: d1.ID})
+		require.Len(t, got, 1)
+		require.Len(t, got[0].Comments, 1)
+		assert.Equal(t, c.Text, got[0].Comments[0].Text)
+
+		// A transaction that changes and reads the record, then fails.
+		errRollback := domain.Forbidden("roll back")
+		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+			changed := r
+			changed.Title = "rolled back"
+			require.NoError(t, tx.Records().Update(ctx(t), changed))
+			got, err := tx.Records().Get(ctx(t), r.ID)
+			require.NoError(t, err)
+			assert.Equal(t, "rolled back", got.Title, "a transaction sees its own change")
+			return errRollback
+		})
+		require.ErrorIs(t, err, errRollback)
+		current(r, "after a rollback")
+		r.Title = "committed after the rollback"
+		require.NoError(t, s.Records().Update(ctx(t), r))
+		current(r, "after a change made once more")
+
+		r.DoctorID = d2.ID
+		require.NoError(t, s.Records().Update(ctx(t), r))
+		current(r, "after a reassignment")
+		assert.Empty(t, list(ports.RecordFilter{DoctorID: d1.ID}), "the doctor it left no longer sees it")
+		got = list(ports.RecordFilter{DoctorID: d2.ID})
+		require.Len(t, got, 1)
+		requireRecord(t, r, got[0])
+
+		require.NoError(t, s.Records().Delete(ctx(t), r.ID))
+		_, err = s.Records().Get(ctx(t), r.ID)
+		requireCode(t, domain.ENotFound, err)
+		assert.Equal(t, []int64{other.ID}, recordIDs(list(ports.RecordFilter{PatientID: p.ID})))
+		assert.Empty(t, list(ports.RecordFilter{DoctorID: d2.ID}))
+	})
+
 	t.Run("list_by_actor_keyset_pages", func(t *testing.T) {
 		s := open(t)
 		p, other := mustPatient(t, s, "p"), mustPatient(t, s, "other")

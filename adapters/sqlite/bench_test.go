@@ -1,0 +1,65 @@
+package sqlite
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
+)
+
+// BenchmarkRecordsList reads a patient's first page (10 records of 2
+// comments each, as hrbench's data set), from the record cache and, as
+// after every change, without it.
+func BenchmarkRecordsList(b *testing.B) {
+	db, err := Open(b.Context(), b.TempDir()+"/bench.db")
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = db.Close() })
+	require.NoError(b, db.Migrate(b.Context()))
+	const patients = 100
+	for i := range patients {
+		u := domain.User{Username: fmt.Sprint("p", i), Email: fmt.Sprint("p", i, "@example.com"), Role: domain.RolePatient, Active: true, PasswordHash: "h", CreatedAt: t0}
+		require.NoError(b, db.Users().Create(b.Context(), &u))
+	}
+	d := domain.User{Username: "d", Email: "d@example.com", Role: domain.RoleDoctor, Approved: true, Active: true, PasswordHash: "h", CreatedAt: t0}
+	require.NoError(b, db.Users().Create(b.Context(), &d))
+	require.NoError(b, db.WithinTx(b.Context(), func(tx ports.Tx) error {
+		for p := range int64(patients) {
+			for i := range 10 {
+				r := domain.Record{PatientID: p + 1, DoctorID: d.ID, Title: fmt.Sprint("Visit ", i), Content: strings.Repeat("observations ", 15), CreatedAt: t0, UpdatedAt: t0}
+				if err := tx.Records().Create(b.Context(), &r); err != nil {
+					return err
+				}
+				for j := range 2 {
+					c := domain.Comment{RecordID: r.ID, DoctorID: d.ID, Text: fmt.Sprint("comment ", j), CreatedAt: t0}
+					if err := tx.Comments().Create(b.Context(), &c); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}))
+	for _, tc := range []struct {
+		name  string
+		cache *recordCache
+	}{{"cached", newRecordCache(defaultCacheBytes)}, {"uncached", nil}} {
+		b.Run(tc.name, func(b *testing.B) {
+			db.records = tc.cache
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int64(0)
+				for pb.Next() {
+					i++
+					recs, err := db.Records().List(b.Context(), ports.RecordFilter{PatientID: 1 + i%patients}, domain.Page{Limit: 10})
+					if err != nil || len(recs) != 10 || len(recs[0].Comments) != 2 {
+						b.Fatalf("%v %d", err, len(recs))
+					}
+				}
+			})
+		})
+	}
+}

@@ -136,7 +136,7 @@ func (s *server) listRecords(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeList(w, r, mapList(items, toRecord), next)
+	writeAppendedList(w, r, items, next, appendRecord)
 }
 
 func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +150,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, toRecord(rec))
+	writeRecord(w, http.StatusCreated, rec)
 }
 
 func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +164,7 @@ func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toRecord(rec))
+	writeRecord(w, http.StatusOK, rec)
 }
 
 // updateRecord serves PUT (full) and PATCH (partial).
@@ -185,7 +185,7 @@ func (s *server) updateRecord(full bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, toRecord(rec))
+		writeRecord(w, http.StatusOK, rec)
 	}
 }
 
@@ -237,7 +237,7 @@ func (s *server) listComments(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeList(w, r, mapList(items, toComment), next)
+	writeAppendedList(w, r, items, next, appendComment)
 }
 
 func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +251,7 @@ func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, toComment(c))
+	writeComment(w, http.StatusCreated, c)
 }
 
 func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +265,7 @@ func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toComment(c))
+	writeComment(w, http.StatusOK, c)
 }
 
 // commentsAppendOnly answers PUT, PATCH and DELETE on a comment: routed

@@ -132,10 +132,15 @@ func writeList[V any](w http.ResponseWriter, r *http.Request, items []V, next *d
 	if items == nil {
 		items = []V{}
 	}
+	setNextLink(w, r, next)
+	writeJSON(w, http.StatusOK, items)
+}
+
+// setNextLink points a page at the next one, if there is one.
+func setNextLink(w http.ResponseWriter, r *http.Request, next *domain.Cursor) {
 	if next != nil {
 		w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", nextURL(r, *next)))
 	}
-	writeJSON(w, http.StatusOK, items)
 }
 
 func nextURL(r *http.Request, next domain.Cursor) string {

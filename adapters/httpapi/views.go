@@ -5,6 +5,7 @@ import (
 )
 
 // The response objects, field for field as the contract names them.
+// Records and comments are appended by hand instead: see recordjson.go.
 
 type userView struct {
 	ID       int64       `json:"id"`
@@ -33,37 +34,6 @@ func toUser(u domain.User, admin bool) userView {
 type doctorView struct {
 	ID       int64  `json:"id"`
 	Username string `json:"username"`
-}
-
-type commentView struct {
-	ID        int64  `json:"id"`
-	Record    int64  `json:"record"`
-	Doctor    int64  `json:"doctor"`
-	Comment   string `json:"comment"`
-	CreatedAt string `json:"created_at"`
-}
-
-func toComment(c domain.Comment) commentView {
-	return commentView{ID: c.ID, Record: c.RecordID, Doctor: c.DoctorID, Comment: c.Text, CreatedAt: timeJSON(c.CreatedAt)}
-}
-
-type recordView struct {
-	ID        int64         `json:"id"`
-	Patient   int64         `json:"patient"`
-	Doctor    *int64        `json:"doctor"`
-	Title     string        `json:"title"`
-	Content   string        `json:"content"`
-	CreatedAt string        `json:"created_at"`
-	UpdatedAt string        `json:"updated_at"`
-	Comments  []commentView `json:"comments"`
-}
-
-func toRecord(r domain.Record) recordView {
-	return recordView{
-		ID: r.ID, Patient: r.PatientID, Doctor: optID(r.DoctorID), Title: r.Title, Content: r.Content,
-		CreatedAt: timeJSON(r.CreatedAt), UpdatedAt: timeJSON(r.UpdatedAt),
-		Comments: mapList(r.Comments, toComment),
-	}
 }
 
 type notificationView struct {

@@ -5,7 +5,9 @@
 // Verification runs on every request, so it uses jws.Verify with a key
 // provider pinned to HS256 and decodes the claims into one fixed struct,
 // instead of jwt.Parse's generic claim map: the same checks, fewer
-// allocations, and user_id stays an exact integer.
+// allocations, and user_id stays an exact integer. An access token is
+// presented again and again until it expires, so a successful signature
+// check is remembered (verified.go); the claim rules still run every time.
 package jwt
 
 import (
@@ -71,6 +73,8 @@ type Issuer struct {
 	lastKidReload atomic.Int64
 
 	mu sync.Mutex // serialises reloads
+
+	verified verifiedCache // signatures already checked, for Verify
 
 	clock func() time.Time // paces reloads; tests replace it
 }
@@ -147,6 +151,11 @@ func (i *Issuer) Verify(token, want string, now time.Time) (ports.TokenClaims, e
 		return ports.TokenClaims{}, domain.TokenNotValid()
 	}
 	ks := i.keys.Load()
+	// A client presents one access token for its whole lifetime: after the
+	// first call only check runs, not HMAC and JSON.
+	if c, ok := i.verified.get(token, ks); ok {
+		return c.check(want, now)
+	}
 	payload, err := jws.Verify([]byte(token), ks.verifyOpts...)
 	if errors.Is(err, errUnknownKid) {
 		// Perhaps another process rotated the keys: reload and try once more.
@@ -157,16 +166,29 @@ func (i *Issuer) Verify(token, want string, now time.Time) (ports.TokenClaims, e
 	if err != nil {
 		return ports.TokenClaims{}, domain.TokenNotValid()
 	}
-	return checkClaims(payload, want, now)
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return ports.TokenClaims{}, err
+	}
+	// Refresh tokens are presented once, so caching them would only take room.
+	if c.TokenType == ports.AccessToken && len(token) <= maxCachedTokenLen {
+		i.verified.put(token, c, ks, now.Unix())
+	}
+	return c.check(want, now)
 }
 
-// checkClaims decodes a verified payload and applies the time, type and
-// required-claim rules.
-func checkClaims(payload []byte, want string, now time.Time) (ports.TokenClaims, error) {
+// decodeClaims decodes a verified payload.
+func decodeClaims(payload []byte) (claims, error) {
 	var c claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return ports.TokenClaims{}, domain.TokenNotValid()
+		return claims{}, domain.TokenNotValid()
 	}
+	return c, nil
+}
+
+// check applies the type, time and required-claim rules at now. It runs on
+// every Verify, cached or not, so a cached token still expires.
+func (c claims) check(want string, now time.Time) (ports.TokenClaims, error) {
 	nowSec := now.Unix()
 	switch {
 	case c.TokenType == "" || c.TokenType != want,
@@ -228,6 +250,11 @@ func (i *Issuer) reloadForKid(seen *keySet) *keySet {
 		return nil
 	}
 	i.lastKidReload.Store(now.UnixNano())
+	if seen.unchanged(i.path) {
+		// A forged kid must not replace the key set: that would empty the
+		// verification cache once a second for every client.
+		return nil
+	}
 	return i.reloadLocked()
 }
 
@@ -244,15 +271,17 @@ func (i *Issuer) maybeReload() {
 		return
 	}
 	i.nextStat.Store(now.Add(statEvery).UnixNano())
-	info, err := os.Stat(i.path)
-	if err != nil {
-		return // keep signing with the keys we have
-	}
-	cur := i.keys.Load()
-	if os.SameFile(info, cur.info) && info.ModTime().Equal(cur.info.ModTime()) && info.Size() == cur.info.Size() {
+	if i.keys.Load().unchanged(i.path) {
 		return
 	}
-	i.reloadLocked()
+	i.reloadLocked() // on failure (even to stat) we keep signing with the keys we have
+}
+
+// unchanged reports whether the key file at path is still the one ks was
+// read from (a rotation renames a new file into place).
+func (ks *keySet) unchanged(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && os.SameFile(info, ks.info) && info.ModTime().Equal(ks.info.ModTime()) && info.Size() == ks.info.Size()
 }
 
 // reloadLocked replaces the key set from the file; on failure (a file

@@ -225,6 +225,7 @@ func TestIssuer_VerifyRefuses(t *testing.T) {
 	base := sign(t, jwa.HS256, secret, k.KID, good)
 	_, err = i.Verify(base, ports.AccessToken, now)
 	require.NoError(t, err)
+	require.True(t, cached(i, base), "the cache is warm")
 
 	// HS384 built through jwx's jwt API, as another issuer would.
 	hs384 := func() string {
@@ -298,11 +299,22 @@ func TestIssuer_VerifyRefuses(t *testing.T) {
 		{"bad base64", "!!!.@@@.###"},
 		{"JSON serialization", `{"payload":"e30","signatures":[{"protected":"eyJhbGciOiJIUzI1NiJ9","signature":"x"}]}`},
 	}
+	// Good signatures over claims that break a rule are cached, so their
+	// second Verify takes the cached path: it must refuse them too.
+	cachedRefusals := map[string]bool{
+		"expired": true, "expires exactly now": true, "not yet valid (nbf)": true,
+		"issued in the future": true, "missing exp": true, "missing iat": true,
+		"missing jti": true, "missing user_id": true, "missing sid": true,
+		"missing role": true, "empty jti": true, "unknown role": true,
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := i.Verify(tc.token, ports.AccessToken, now)
-			require.Error(t, err)
-			assert.Equal(t, domain.TokenNotValid(), err, "every refusal is the same opaque error")
+			for range 2 {
+				_, err := i.Verify(tc.token, ports.AccessToken, now)
+				require.Error(t, err)
+				assert.Equal(t, domain.TokenNotValid(), err, "every refusal is the same opaque error")
+			}
+			assert.Equal(t, cachedRefusals[tc.name], cached(i, tc.token), "only a good signature is cached")
 		})
 	}
 }
@@ -535,19 +547,49 @@ func TestIssuer_Concurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// BenchmarkVerify measures a token's first use (cold: signature, JSON,
+// rules, then the cache insert) and its repeats (warm: lookup and rules).
 func BenchmarkVerify(b *testing.B) {
 	i, err := LoadOrCreate(filepath.Join(b.TempDir(), "jwt.json"), t0)
 	require.NoError(b, err)
 	tok, err := i.Issue(claimsAt(ports.AccessToken, t0))
 	require.NoError(b, err)
 	now := t0.Add(time.Minute)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := i.Verify(tok, ports.AccessToken, now); err != nil {
-			b.Fatal(err)
-		}
+	verify := func() error {
+		_, err := i.Verify(tok, ports.AccessToken, now)
+		return err
 	}
+	b.Run("cold", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			i.verified.mu.Lock()
+			clear(i.verified.m)
+			i.verified.mu.Unlock()
+			if err := verify(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("warm", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := verify(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Every core verifying at once: shows whether the cache's lock contends.
+	b.Run("warm-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := verify(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 func BenchmarkIssue(b *testing.B) {

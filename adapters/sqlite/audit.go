@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"healthrecord/domain"
 	"healthrecord/ports"
@@ -15,6 +16,22 @@ type audit struct{ s scope }
 
 const auditCols = "id, at, actor_id, actor_role, action, record_id, patient_id, outcome, " +
 	"request_id, remote_addr, prev_hash, hash"
+
+// auditColCount is the number of auditCols.
+const auditColCount = 12
+
+// auditRowsPerInsert bounds the rows of one INSERT (SQLite allows 32,766
+// parameters; the statement cache keeps one statement per row count).
+const auditRowsPerInsert = 32
+
+// auditInserts[n] inserts n entries.
+var auditInserts = func() (q [auditRowsPerInsert + 1]string) {
+	row := "(" + placeholders(auditColCount) + ")"
+	for n := 1; n <= auditRowsPerInsert; n++ {
+		q[n] = "INSERT INTO audit (" + auditCols + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+	}
+	return q
+}()
 
 func scanAudit(sc scanner) (domain.AuditEntry, error) {
 	var e domain.AuditEntry
@@ -45,17 +62,24 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			Scan(&lastID, &lastHash); err != nil {
 			return err
 		}
-		for i := range entries {
-			e := &entries[i]
-			e.At = fromNanos(toNanos(e.At)) // exactly what is stored, and hashed
-			e.ID, e.PrevHash = lastID+1, lastHash
-			e.Hash = e.ChainHash(e.PrevHash)
-			if _, err := s.writer().ExecContext(ctx, `INSERT INTO audit (`+auditCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID, e.Outcome,
-				e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash); err != nil {
+		// Several rows per INSERT: a read burst flushes hundreds of entries,
+		// and each statement has a fixed cost beside its row's.
+		for rest := entries; len(rest) > 0; {
+			chunk := rest[:min(len(rest), auditRowsPerInsert)]
+			rest = rest[len(chunk):]
+			args := make([]any, 0, auditColCount*len(chunk))
+			for i := range chunk {
+				e := &chunk[i]
+				e.At = fromNanos(toNanos(e.At)) // exactly what is stored, and hashed
+				e.ID, e.PrevHash = lastID+1, lastHash
+				e.Hash = e.ChainHash(e.PrevHash)
+				args = append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
+					e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash)
+				lastID, lastHash = e.ID, e.Hash
+			}
+			if _, err := s.writer().ExecContext(ctx, auditInserts[len(chunk)], args...); err != nil {
 				return err
 			}
-			lastID, lastHash = e.ID, e.Hash
 		}
 		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ? WHERE one = 1`, lastID, lastHash)
 		return err

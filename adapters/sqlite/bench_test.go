@@ -63,3 +63,22 @@ func BenchmarkRecordsList(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuditAppend appends a flush of 100 read entries (what ~100
+// reads in one 50 ms interval buffer) in one transaction.
+func BenchmarkAuditAppend(b *testing.B) {
+	db, err := Open(b.Context(), b.TempDir()+"/bench.db")
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = db.Close() })
+	require.NoError(b, db.Migrate(b.Context()))
+	batch := make([]domain.AuditEntry, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range batch {
+			batch[i] = domain.AuditEntry{At: t0, ActorID: int64(i + 1), ActorRole: domain.RolePatient, Action: domain.ActionRecordRead,
+				RecordID: int64(i + 1), PatientID: int64(i + 1), Outcome: domain.OutcomeAllowed, RequestID: "0123456789abcdef", RemoteAddr: "127.0.0.1"}
+		}
+		require.NoError(b, db.Audit().Append(b.Context(), batch...))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/entry")
+}

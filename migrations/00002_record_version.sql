@@ -7,6 +7,13 @@
 -- +goose Up
 ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 
+-- A page of records is listed from these indexes alone, (id, version) per
+-- record, without a lookup into the table for each.
+DROP INDEX records_patient;
+DROP INDEX records_doctor;
+CREATE INDEX records_patient ON records (patient_id, created_at DESC, id DESC, version);
+CREATE INDEX records_doctor ON records (doctor_id, created_at DESC, id DESC, version);
+
 -- +goose StatementBegin
 -- recursive_triggers is off, so this trigger's own UPDATE does not fire it
 -- again; the WHEN also spares a statement that set version itself.
@@ -39,6 +46,10 @@ END;
 -- +goose StatementEnd
 
 -- +goose Down
+DROP INDEX records_patient;
+DROP INDEX records_doctor;
+CREATE INDEX records_patient ON records (patient_id, created_at DESC, id DESC);
+CREATE INDEX records_doctor ON records (doctor_id, created_at DESC, id DESC);
 DROP TRIGGER comments_update_version;
 DROP TRIGGER comments_delete_version;
 DROP TRIGGER comments_insert_version;

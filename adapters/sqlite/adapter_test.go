@@ -82,11 +82,11 @@ func TestOpen_PragmasOnEveryConnection(t *testing.T) {
 			p := tc.pool()
 			// Hold every connection of the pool at once, so each is a distinct one.
 			for i, c := range p.all(t) {
-				var fk, sync, busy, qo int
+				var fk, sync, busy, qo, temp int
 				var mode string
 				for q, dest := range map[string]any{
 					"PRAGMA foreign_keys": &fk, "PRAGMA synchronous": &sync, "PRAGMA busy_timeout": &busy,
-					"PRAGMA journal_mode": &mode, "PRAGMA query_only": &qo,
+					"PRAGMA journal_mode": &mode, "PRAGMA query_only": &qo, "PRAGMA temp_store": &temp,
 				} {
 					require.NoError(t, c.QueryRowContext(t.Context(), q).Scan(dest), q)
 				}
@@ -95,6 +95,7 @@ func TestOpen_PragmasOnEveryConnection(t *testing.T) {
 				assert.Equal(t, 10000, busy, "conn %d busy_timeout", i)
 				assert.Equal(t, "wal", mode, "conn %d journal_mode", i)
 				assert.Equal(t, tc.queryOnly, qo, "conn %d query_only", i)
+				assert.Equal(t, 2, temp, "conn %d temp_store MEMORY", i)
 			}
 		})
 	}

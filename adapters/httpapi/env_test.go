@@ -201,6 +201,10 @@ func (e *env) do(t *testing.T, req *http.Request) resp {
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
+	if req.Method != http.MethodHead && res.StatusCode != http.StatusNoContent {
+		// Every answer states its length: no chunked encoding, one write.
+		require.Equal(t, int64(len(b)), res.ContentLength, "%s %s: Content-Length", req.Method, req.URL.Path)
+	}
 	return resp{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 

@@ -22,7 +22,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil { // only a bug gets here: every value is a plain struct
 		status, b = http.StatusInternalServerError, []byte(`{"detail":"`+msgServerError+`"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	writeBody(w, status, b)
+}
+
+// writeBody sends a JSON body with its length: net/http would otherwise
+// switch a body over 2 KiB (a page of records) to chunked encoding, more
+// writes for the server and more parsing for the client.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

@@ -159,9 +159,7 @@ var bodyPool = sync.Pool{New: func() any {
 func writeAppended[T any](w http.ResponseWriter, status int, v T, appendBody func([]byte, T) []byte) {
 	buf := bodyPool.Get().(*[]byte)
 	b := appendBody((*buf)[:0], v)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	writeBody(w, status, b)
 	if cap(b) <= maxPooledBody {
 		*buf = b[:0]
 		bodyPool.Put(buf)

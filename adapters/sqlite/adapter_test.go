@@ -19,12 +19,19 @@ import (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// mustUser creates an active account with role; a doctor is approved.
+func mustUser(tb testing.TB, db *DB, name string, role domain.Role) domain.User {
+	tb.Helper()
+	u := domain.User{Username: name, Email: name + "@example.com", Role: role, Approved: role == domain.RoleDoctor,
+		Active: true, PasswordHash: "h", CreatedAt: t0}
+	require.NoError(tb, db.Users().Create(tb.Context(), &u))
+	return u
+}
+
 // mustPatient creates a patient account.
 func mustPatient(t *testing.T, db *DB, name string) domain.User {
 	t.Helper()
-	u := domain.User{Username: name, Email: name + "@example.com", Role: domain.RolePatient, Active: true, PasswordHash: "h", CreatedAt: t0}
-	require.NoError(t, db.Users().Create(t.Context(), &u))
-	return u
+	return mustUser(t, db, name, domain.RolePatient)
 }
 
 // createRecord creates a record of patient with its assignment event in one

@@ -21,11 +21,9 @@ func BenchmarkRecordsList(b *testing.B) {
 	require.NoError(b, db.Migrate(b.Context()))
 	const patients = 100
 	for i := range patients {
-		u := domain.User{Username: fmt.Sprint("p", i), Email: fmt.Sprint("p", i, "@example.com"), Role: domain.RolePatient, Active: true, PasswordHash: "h", CreatedAt: t0}
-		require.NoError(b, db.Users().Create(b.Context(), &u))
+		mustUser(b, db, fmt.Sprint("p", i), domain.RolePatient)
 	}
-	d := domain.User{Username: "d", Email: "d@example.com", Role: domain.RoleDoctor, Approved: true, Active: true, PasswordHash: "h", CreatedAt: t0}
-	require.NoError(b, db.Users().Create(b.Context(), &d))
+	d := mustUser(b, db, "d", domain.RoleDoctor)
 	require.NoError(b, db.WithinTx(b.Context(), func(tx ports.Tx) error {
 		for p := range int64(patients) {
 			for i := range 10 {

@@ -23,13 +23,6 @@ func mustAssigned(t *testing.T, db *DB, patient, doctor int64) domain.Record {
 	return r
 }
 
-func mustDoctorUser(t *testing.T, db *DB, name string) domain.User {
-	t.Helper()
-	u := domain.User{Username: name, Email: name + "@example.com", Role: domain.RoleDoctor, Approved: true, Active: true, PasswordHash: "h", CreatedAt: t0}
-	require.NoError(t, db.Users().Create(t.Context(), &u))
-	return u
-}
-
 func title(t *testing.T, db *DB, id int64) string {
 	t.Helper()
 	r, err := db.Records().Get(t.Context(), id)
@@ -42,7 +35,7 @@ func title(t *testing.T, db *DB, id int64) string {
 // do; it shows that the version, and nothing else, guards the cache.)
 func TestRecordCache_ServesWhileTheVersionStands(t *testing.T) {
 	db, path := mustOpenDBAt(t)
-	p, d := mustPatient(t, db, "p"), mustDoctorUser(t, db, "d")
+	p, d := mustPatient(t, db, "p"), mustUser(t, db, "d", domain.RoleDoctor)
 	r := mustAssigned(t, db, p.ID, d.ID)
 	require.Equal(t, "t", title(t, db, r.ID))
 
@@ -63,7 +56,7 @@ func TestRecordCache_ServesWhileTheVersionStands(t *testing.T) {
 func TestRecordCache_SeesOtherProcesses(t *testing.T) {
 	db, path := mustOpenDBAt(t)
 	other := mustOpenRaw(t, path)
-	p, d := mustPatient(t, db, "p"), mustDoctorUser(t, db, "d")
+	p, d := mustPatient(t, db, "p"), mustUser(t, db, "d", domain.RoleDoctor)
 	r := mustAssigned(t, db, p.ID, d.ID)
 	mine := func() domain.Record {
 		got, err := db.Records().List(t.Context(), ports.RecordFilter{PatientID: p.ID}, domain.Page{Limit: 10})
@@ -93,7 +86,7 @@ func TestRecordCache_SeesOtherProcesses(t *testing.T) {
 // what was written after.
 func TestRecordCache_ChangeBetweenStatements(t *testing.T) {
 	db := mustOpenDB(t)
-	p, d1, d2 := mustPatient(t, db, "p"), mustDoctorUser(t, db, "d1"), mustDoctorUser(t, db, "d2")
+	p, d1, d2 := mustPatient(t, db, "p"), mustUser(t, db, "d1", domain.RoleDoctor), mustUser(t, db, "d2", domain.RoleDoctor)
 	r := mustAssigned(t, db, p.ID, d1.ID)
 	t.Cleanup(func() { listedHook = nil })
 	listedHook = func() {

@@ -63,6 +63,7 @@ func parseError(msg string) error {
 // keys; its fields are read one by one, collecting DRF-style messages.
 type object struct {
 	raw  map[string]json.RawMessage
+	keys []string // in the body's order, so "the first" unknown fields are
 	errs domain.FieldErrors
 }
 
@@ -156,6 +157,7 @@ func parseObject(body []byte) (*object, error) {
 			return nil, parseError(err.Error())
 		}
 		o.raw[key] = v
+		o.keys = append(o.keys, key)
 	}
 	return o, nil
 }
@@ -180,11 +182,20 @@ func pyType(v []byte) string {
 	return "int"
 }
 
+// maxUnknownReported bounds the unknown fields named in an answer, so that
+// an error is never much larger than the request that caused it.
+const maxUnknownReported = 20
+
 // only refuses fields that are neither known nor read-only; read-only ones
-// are ignored, so a client may send back what it read.
+// are ignored, so a client may send back what it read. Only the first
+// maxUnknownReported unknown fields, in the body's order, are reported.
 func (o *object) only(fields, readOnly []string) {
-	for k := range o.raw {
+	n := 0
+	for _, k := range o.keys {
 		if !contains(fields, k) && !contains(readOnly, k) {
+			if n++; n > maxUnknownReported {
+				return
+			}
 			o.errs.Add(k, "Unknown field.")
 		}
 	}

@@ -38,34 +38,71 @@ func (a *App) Register(ctx context.Context, r domain.Registration) (domain.User,
 
 // SignIn checks a password and opens a new sign-in. Wrong password, unknown
 // or inactive user all get the same answer after the same work (a hash is
-// verified either way), so usernames cannot be probed. Failures are
-// throttled per username and per client address. EUnauthorized, EThrottled.
+// verified either way), so usernames cannot be probed. Attempts are
+// throttled per username and per client address from the moment they
+// arrive. EUnauthorized, EThrottled.
 func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string) (TokenPair, error) {
 	now := a.clock.Now()
-	if wait := a.throttle.blocked(username, remoteAddr, now); wait > 0 {
+	// Refused before the throttle and the lookup: no such account can
+	// exist, and throttle keys stay small.
+	if !domain.UsernameLengthOK(username) {
+		return TokenPair{}, badCredentials()
+	}
+	key := a.usernameKey(username)
+	res, wait := a.throttle.reserve(key, remoteAddr, now)
+	if wait > 0 {
 		return TokenPair{}, throttled(wait)
 	}
 	u, err := a.store.Users().ByUsername(ctx, username)
 	hash := u.PasswordHash
 	if err != nil {
 		if domain.ErrorCode(err) != domain.ENotFound {
+			a.throttle.release(res)
 			return TokenPair{}, err
 		}
 		hash = a.dummyHash
 	}
-	ok, verr := a.hasher.Verify(ctx, hash, password)
+	ok, verr := a.verifyPassword(ctx, hash, password)
 	if verr != nil {
+		a.throttle.release(res) // no guess was checked
 		return TokenPair{}, verr
 	}
 	if err != nil || !ok || !u.Active {
-		a.throttle.fail(username, remoteAddr, now)
-		return TokenPair{}, &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
+		return TokenPair{}, badCredentials()
 	}
 	s := domain.Session{ID: a.newID(), UserID: u.ID, CreatedAt: now.UTC(), ExpiresAt: now.Add(a.cfg.RefreshTTL).UTC()}
-	if err := a.store.Sessions().Create(ctx, s); err != nil {
+	// The session is stored only if the credential just checked still
+	// stands when it commits: a password change or a deactivation that
+	// committed while the hash ran wins, and one that commits after
+	// revokes this session with the others.
+	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		cur, err := tx.Users().ByID(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if !cur.Active || cur.PasswordHash != u.PasswordHash {
+			return badCredentials()
+		}
+		return tx.Sessions().Create(ctx, s)
+	})
+	a.throttle.release(res)
+	if err != nil {
 		return TokenPair{}, err
 	}
 	return a.issuePair(u.ID, u.Role, s.ID, now)
+}
+
+func badCredentials() error {
+	return &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
+}
+
+// verifyPassword checks password against hash; a password longer than
+// any that can be set is simply wrong, with no hashing spent on it.
+func (a *App) verifyPassword(ctx context.Context, hash, password string) (bool, error) {
+	if len(password) > domain.MaxPasswordLength {
+		return false, nil
+	}
+	return a.hasher.Verify(ctx, hash, password)
 }
 
 func throttled(wait time.Duration) error {
@@ -175,19 +212,33 @@ func (a *App) Authenticate(_ context.Context, access string) (domain.Actor, erro
 }
 
 // SyncRevocations loads sign-ins revoked since the last sync, including by
-// other processes (the CLI deactivating a user), into memory.
+// other processes (the CLI deactivating a user), into memory. It asks by
+// sequence number, not by time, so a revocation whose write committed
+// late is never skipped.
 func (a *App) SyncRevocations(ctx context.Context) error {
 	now := a.clock.Now()
-	since := a.revoked.syncedUntil(now.Add(-a.cfg.AccessTTL - time.Minute))
-	list, err := a.store.Sessions().RevokedSince(ctx, since)
+	// Revocations older than an access token's life protect nothing; the
+	// date filters only the first load, later ones go by number alone.
+	horizon := now.Add(-a.cfg.AccessTTL - time.Minute)
+	since := a.revoked.lastSeq()
+	notBefore := horizon
+	if since > 0 {
+		notBefore = time.Time{}
+	}
+	list, err := a.store.Sessions().RevokedAfter(ctx, since, notBefore)
 	if err != nil {
 		return err
 	}
 	for _, r := range list {
-		a.revoked.add(r.ID, r.RevokedAt)
+		// Kept for an access token's life from now: a token issued just
+		// before a late commit lives that long, whatever revoked_at says.
+		at := r.RevokedAt
+		if at.Before(now) {
+			at = now
+		}
+		a.revoked.addSeq(r.ID, at, r.Seq)
 	}
-	// Entries older than an access token's life protect nothing.
-	a.revoked.prune(now.Add(-a.cfg.AccessTTL-time.Minute), now)
+	a.revoked.prune(horizon)
 	return nil
 }
 
@@ -198,19 +249,26 @@ func (a *App) Me(ctx context.Context, actor domain.Actor) (domain.User, error) {
 
 // ChangePassword replaces the caller's password after checking the old
 // one, and revokes every sign-in of the user: whoever knew the old
-// password loses access at once. EInvalid.
+// password loses access at once. Wrong old passwords count against the
+// same per-username throttle as sign-ins. EInvalid, EThrottled.
 func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPassword, newPassword string) error {
 	u, err := a.store.Users().ByID(ctx, actor.ID)
 	if err != nil {
 		return err
 	}
-	ok, err := a.hasher.Verify(ctx, u.PasswordHash, oldPassword)
+	res, wait := a.throttle.reserve(a.usernameKey(u.Username), "", a.clock.Now())
+	if wait > 0 {
+		return throttled(wait)
+	}
+	ok, err := a.verifyPassword(ctx, u.PasswordHash, oldPassword)
 	if err != nil {
+		a.throttle.release(res)
 		return err
 	}
 	if !ok {
 		return domain.FieldError("old_password", "Wrong password.")
 	}
+	a.throttle.release(res)
 	fe := domain.FieldErrors{}
 	for _, m := range domain.PasswordProblems(newPassword, u.Username, u.Email) {
 		fe.Add("new_password", m)

@@ -265,19 +265,37 @@ func TestThrottled_RoundsUp(t *testing.T) {
 
 func TestThrottle_ForgetsAgedOutKeys(t *testing.T) {
 	th := newThrottle(10, 100, 15*time.Minute)
-	th.fail("a", "addr-a", t0)
-	th.fail("b", "addr-b", t0.Add(10*time.Minute))
-	// Past one window since the last purge: keys whose failures all aged
-	// out are dropped, live ones kept.
-	th.fail("c", "addr-c", t0.Add(16*time.Minute))
-	assert.NotContains(t, th.users, "a")
-	assert.NotContains(t, th.addrs, "addr-a")
-	assert.Contains(t, th.users, "b")
-	assert.Contains(t, th.users, "c")
-	assert.Zero(t, th.blocked("b", "addr-b", t0.Add(16*time.Minute)))
-	// A key checked after all its failures aged out is removed too.
-	assert.Zero(t, th.blocked("b", "addr-b", t0.Add(time.Hour)))
-	assert.NotContains(t, th.users, "b")
+	th.reserve("a", "addr-a", t0)
+	th.reserve("b", "addr-b", t0.Add(10*time.Minute))
+	assert.Equal(t, 4, th.size())
+	// The timer's prune drops keys whose attempts all aged out, and keeps
+	// live ones.
+	th.prune(t0.Add(16 * time.Minute))
+	assert.Equal(t, 2, th.size())
+	th.prune(t0.Add(time.Hour))
+	assert.Zero(t, th.size())
+}
+
+func TestThrottle_ReleaseForgetsTheAttempt(t *testing.T) {
+	th := newThrottle(2, 100, 15*time.Minute)
+	for range 5 {
+		r, wait := th.reserve("a", "addr", t0)
+		require.Zero(t, wait)
+		th.release(r)
+	}
+	assert.Zero(t, th.size())
+	th.reserve("a", "addr", t0)
+	th.reserve("a", "addr", t0)
+	_, wait := th.reserve("a", "addr", t0)
+	assert.Equal(t, 15*time.Minute, wait)
+}
+
+func TestThrottle_MemoryBounded(t *testing.T) {
+	th := newThrottle(10, 100, 15*time.Minute)
+	for i := range maxThrottleUsers + 500 {
+		th.reserve(fmt.Sprintf("user%d", i), fmt.Sprintf("addr%d", i), t0)
+	}
+	assert.LessOrEqual(t, th.size(), maxThrottleUsers+maxThrottleAddrs)
 }
 
 func TestRefresh(t *testing.T) {
@@ -485,16 +503,16 @@ func TestSyncRevocations(t *testing.T) {
 		requireCode(t, err, domain.EUnauthorized, domain.MsgTokenNotValid)
 	})
 
-	t.Run("overlaps_the_previous_sync", func(t *testing.T) {
-		// A revocation committed late may carry a time just before the
-		// last sync; the next sync looks a little back to catch it.
+	t.Run("finds_a_late_commit_by_number", func(t *testing.T) {
+		// A revocation committed late may carry a time well before the
+		// last sync; the next sync asks by number, so it is found.
 		e := newEnv(t, Config{})
 		e.mustUser(t, "alice", domain.RolePatient)
 		p := e.mustSignIn(t, "alice")
 		sid := e.tokens.claims(t, p.Access).SessionID
 		e.clock.Advance(10 * time.Second)
 		require.NoError(t, e.app.SyncRevocations(ctx))
-		e.revokeElsewhere(t, sid, e.clock.Now().Add(-3*time.Second))
+		e.revokeElsewhere(t, sid, e.clock.Now().Add(-time.Minute))
 		e.clock.Advance(time.Second)
 		require.NoError(t, e.app.SyncRevocations(ctx))
 		assert.True(t, e.app.revoked.has(sid))
@@ -522,7 +540,7 @@ func TestSyncRevocations(t *testing.T) {
 
 	t.Run("store_fails", func(t *testing.T) {
 		e := newEnv(t, Config{})
-		e.db.Fail = failOn(errBoom, "Sessions.RevokedSince")
+		e.db.Fail = failOn(errBoom, "Sessions.RevokedAfter")
 		assert.ErrorIs(t, e.app.SyncRevocations(ctx), errBoom)
 	})
 }
@@ -616,7 +634,7 @@ func TestChangePassword(t *testing.T) {
 		{"user_update", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Users.Update") }},
 		{"verify", func(e *testEnv) { e.hasher.VerifyErr = errBoom }},
 		{"hash", func(e *testEnv) { e.hasher.HashErr = errBoom }},
-		{"sync", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Sessions.RevokedSince") }},
+		{"sync", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Sessions.RevokedAfter") }},
 	}
 	for _, tt := range failures {
 		t.Run("fails/"+tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"healthrecord/domain"
@@ -60,6 +61,11 @@ type Deps struct {
 	Clock  ports.Clock
 	// Random returns n random bytes (token ids, session ids).
 	Random func(n int) []byte
+	// UsernameKey maps a username to the form the store compares for
+	// uniqueness and sign-in (Unicode NFKC and case folding), so that the
+	// throttle counts every spelling of one account together; nil
+	// lower-cases only.
+	UsernameKey func(string) string
 	Log    *slog.Logger
 }
 
@@ -70,7 +76,9 @@ type App struct {
 	hasher ports.PasswordHasher
 	clock  ports.Clock
 	random func(int) []byte
-	log    *slog.Logger
+	// usernameKey is Deps.UsernameKey.
+	usernameKey func(string) string
+	log         *slog.Logger
 	cfg    Config
 
 	throttle *throttle
@@ -88,8 +96,12 @@ func New(d Deps, cfg Config) *App {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
+	if d.UsernameKey == nil {
+		d.UsernameKey = strings.ToLower
+	}
 	a := &App{
 		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
+		usernameKey: d.UsernameKey,
 		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
 		revoked:  newRevocations(),
 	}
@@ -118,13 +130,20 @@ func (a *App) RunBackground(ctx context.Context) {
 	go a.audit.Run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			if err := a.SyncRevocations(ctx); err != nil && ctx.Err() == nil {
 				a.log.Error("sync revocations", "err", err)
+			}
+			// Throttle memory returns on its own, not only at the next
+			// failure.
+			if now.Sub(lastPrune) >= time.Minute {
+				a.throttle.prune(a.clock.Now())
+				lastPrune = now
 			}
 		}
 	}

@@ -87,8 +87,7 @@ func TestStart(t *testing.T) {
 	}
 	t.Run("loads_revocations", func(t *testing.T) {
 		db := newMemDB()
-		at := t0.Add(-time.Minute)
-		db.sessions["s1"] = domain.Session{ID: "s1", UserID: 1, RevokedAt: &at}
+		db.revoke(domain.Session{ID: "s1", UserID: 1}, t0.Add(-time.Minute))
 		a := newApp(db, &fakeHasher{})
 		require.NoError(t, a.Start(ctx))
 		assert.True(t, a.revoked.has("s1"))
@@ -100,7 +99,7 @@ func TestStart(t *testing.T) {
 	})
 	t.Run("store_fails", func(t *testing.T) {
 		db := newMemDB()
-		db.Fail = failOn(errBoom, "Sessions.RevokedSince")
+		db.Fail = failOn(errBoom, "Sessions.RevokedAfter")
 		assert.ErrorIs(t, newApp(db, &fakeHasher{}).Start(ctx), errBoom)
 	})
 }
@@ -242,7 +241,7 @@ func TestRunBackground(t *testing.T) {
 		logs := e.captureLogs()
 		e.mustUser(t, "alice", domain.RolePatient)
 		p := e.mustSignIn(t, "alice")
-		e.db.Fail = failTimes(1, errBoom, "Sessions.RevokedSince")
+		e.db.Fail = failTimes(1, errBoom, "Sessions.RevokedAfter")
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { e.app.RunBackground(runCtx); close(done) }()

@@ -48,6 +48,10 @@ type memDB struct {
 	CommitErr error
 	// txs counts transactions begun.
 	txs int
+	// revokedSeq numbers revocations, as a store's sequence (never rolled
+	// back: a gap is harmless).
+	revokedSeq map[string]int64
+	revokeSeq  int64
 }
 
 func newMemDB() *memDB {
@@ -55,6 +59,7 @@ func newMemDB() *memDB {
 		users: map[int64]domain.User{}, records: map[int64]domain.Record{}, comments: map[int64]domain.Comment{},
 		notifications: map[int64]domain.Notification{}, outbox: map[int64]domain.OutboxEvent{},
 		sessions: map[string]domain.Session{}, usedRefresh: map[string]bool{}, outboxInTx: map[int64]bool{},
+		revokedSeq: map[string]int64{},
 	}
 }
 
@@ -214,8 +219,9 @@ func (r *fakeUsers) Create(_ context.Context, u *domain.User) error {
 	}
 	r.db.mu.Lock()
 	defer r.db.mu.Unlock()
+	// Compared as the app's default username key does.
 	for _, o := range r.db.users {
-		if o.Username == u.Username {
+		if strings.EqualFold(o.Username, u.Username) {
 			return domain.UsernameTaken()
 		}
 	}
@@ -244,7 +250,7 @@ func (r *fakeUsers) ByUsername(_ context.Context, username string) (domain.User,
 	r.db.mu.Lock()
 	defer r.db.mu.Unlock()
 	for _, u := range r.db.users {
-		if u.Username == username {
+		if strings.EqualFold(u.Username, username) {
 			return u, nil
 		}
 	}
@@ -622,6 +628,8 @@ func (db *memDB) revoke(s domain.Session, now time.Time) {
 		at := now.UTC()
 		s.RevokedAt = &at
 		db.sessions[s.ID] = s
+		db.revokeSeq++
+		db.revokedSeq[s.ID] = db.revokeSeq
 	}
 }
 
@@ -653,19 +661,19 @@ func (r *fakeSessions) RevokeUser(_ context.Context, userID int64, keep string, 
 	return nil
 }
 
-func (r *fakeSessions) RevokedSince(_ context.Context, since time.Time) ([]ports.RevokedSession, error) {
-	if err := r.db.fail("Sessions.RevokedSince"); err != nil {
+func (r *fakeSessions) RevokedAfter(_ context.Context, afterSeq int64, notBefore time.Time) ([]ports.RevokedSession, error) {
+	if err := r.db.fail("Sessions.RevokedAfter"); err != nil {
 		return nil, err
 	}
 	r.db.mu.Lock()
 	defer r.db.mu.Unlock()
 	var out []ports.RevokedSession
 	for _, s := range r.db.sessions {
-		if s.RevokedAt != nil && !s.RevokedAt.Before(since) {
-			out = append(out, ports.RevokedSession{ID: s.ID, RevokedAt: *s.RevokedAt})
+		if seq := r.db.revokedSeq[s.ID]; s.RevokedAt != nil && seq > afterSeq && !s.RevokedAt.Before(notBefore) {
+			out = append(out, ports.RevokedSession{ID: s.ID, RevokedAt: *s.RevokedAt, Seq: seq})
 		}
 	}
-	slices.SortFunc(out, func(a, b ports.RevokedSession) int { return a.RevokedAt.Compare(b.RevokedAt) })
+	slices.SortFunc(out, func(a, b ports.RevokedSession) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 

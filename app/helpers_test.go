@@ -145,9 +145,7 @@ func (e *testEnv) revokeElsewhere(t *testing.T, id string, at time.Time) {
 	defer e.db.mu.Unlock()
 	s, ok := e.db.sessions[id]
 	require.True(t, ok)
-	at = at.UTC()
-	s.RevokedAt = &at
-	e.db.sessions[id] = s
+	e.db.revoke(s, at)
 }
 
 // requireCode asserts err is a domain error with code and, if set, message.

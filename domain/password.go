@@ -12,9 +12,10 @@ import (
 // MinPasswordLength is Django's MinimumLengthValidator default.
 const MinPasswordLength = 8
 
-// maxPasswordLength bounds the work a hash does; argon2 and bcrypt gain
+// MaxPasswordLength bounds the work a hash does; argon2 and bcrypt gain
 // nothing from longer input and a huge one is a denial-of-service vector.
-const maxPasswordLength = 4096
+// A longer password can never have been set, so it is simply wrong.
+const MaxPasswordLength = 4096
 
 //go:embed common_passwords.txt
 var commonPasswordsText string
@@ -35,14 +36,14 @@ var nonWord = regexp.MustCompile(`\W+`)
 // give for password, in their order; none means the password is acceptable.
 func PasswordProblems(password, username, email string) []string {
 	var out []string
-	if password == "" {
+	if password == "" || invisible(password) {
 		return []string{MsgBlank}
 	}
 	if strings.ContainsRune(password, 0) {
 		return []string{MsgNullChars}
 	}
-	if len(password) > maxPasswordLength {
-		return []string{MaxLengthMessage(maxPasswordLength)}
+	if len(password) > MaxPasswordLength {
+		return []string{MaxLengthMessage(MaxPasswordLength)}
 	}
 	if attr := similarAttribute(password, username, email); attr != "" {
 		out = append(out, fmt.Sprintf("The password is too similar to the %s.", attr))
@@ -57,6 +58,22 @@ func PasswordProblems(password, username, email string) []string {
 		out = append(out, "This password is entirely numeric.")
 	}
 	return out
+}
+
+// invisible reports whether s shows nothing: only whitespace, format and
+// control characters, combining marks or blank-looking letters. Such a
+// password is one nobody can read back or type reliably.
+func invisible(s string) bool {
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r), unicode.In(r, unicode.Cf, unicode.Cc, unicode.Mn, unicode.Me, unicode.Zs):
+		case r == '\u115f', r == '\u1160', r == '\u3164', r == '\uffa0', r == '\u2800':
+			// Hangul fillers and the blank Braille pattern render as nothing.
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isNumeric(s string) bool {

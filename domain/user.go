@@ -50,6 +50,12 @@ func (u User) Assignable() bool { return u.Role == RoleDoctor && u.Approved && u
 
 const maxUsernameLen = 150
 
+// UsernameLengthOK reports whether name is short enough to be anyone's
+// username; sign-in checks it before any lookup or throttle work.
+func UsernameLengthOK(name string) bool {
+	return len(name) <= 4*maxUsernameLen && utf8.RuneCountInString(name) <= maxUsernameLen
+}
+
 // Django's UnicodeUsernameValidator.
 var usernameRE = regexp.MustCompile(`^[\p{L}\p{N}_.@+-]+$`)
 

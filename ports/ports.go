@@ -67,11 +67,13 @@ type UserFilter struct {
 // Users stores accounts.
 type Users interface {
 	// Create stores u and sets its ID. EInvalid (username field) when the
-	// username is taken.
+	// username is taken: usernames are compared after Unicode NFKC
+	// normalisation and case folding.
 	Create(ctx context.Context, u *domain.User) error
 	// ByID returns ENotFound when absent.
 	ByID(ctx context.Context, id int64) (domain.User, error)
-	// ByUsername returns ENotFound when absent.
+	// ByUsername finds the account whose username compares equal to
+	// username, as Create compares them. ENotFound when absent.
 	ByUsername(ctx context.Context, username string) (domain.User, error)
 	// Update saves email, approved, active and password hash. ENotFound.
 	Update(ctx context.Context, u domain.User) error
@@ -183,10 +185,14 @@ type Audit interface {
 	Verify(ctx context.Context) (brokenID int64, err error)
 }
 
-// RevokedSession is a sign-in that was revoked, and when.
+// RevokedSession is a sign-in that was revoked, when, and the revocation's
+// sequence number.
 type RevokedSession struct {
 	ID        string
 	RevokedAt time.Time
+	// Seq increases with every committed revocation (several sign-ins
+	// revoked together may share one), in commit order.
+	Seq int64
 }
 
 // Sessions stores sign-ins and the refresh tokens already used.
@@ -200,8 +206,11 @@ type Sessions interface {
 	// RevokeUser revokes every live sign-in of the user except keep (""
 	// keeps none).
 	RevokeUser(ctx context.Context, userID int64, keep string, now time.Time) error
-	// RevokedSince lists sign-ins revoked at or after since, oldest first.
-	RevokedSince(ctx context.Context, since time.Time) ([]RevokedSession, error)
+	// RevokedAfter lists sign-ins whose revocation is numbered above
+	// afterSeq and dated at or after notBefore, in sequence order. A
+	// poller passing the highest Seq it saw misses nothing, however long a
+	// revoking write took to commit.
+	RevokedAfter(ctx context.Context, afterSeq int64, notBefore time.Time) ([]RevokedSession, error)
 	// UseRefresh records that the refresh token jti was presented. It
 	// reports false when it had been presented before: a reuse.
 	UseRefresh(ctx context.Context, jti, sessionID string, expiresAt, now time.Time) (bool, error)

@@ -26,6 +26,7 @@ import (
 	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/domain"
+	"healthrecord/internal/username"
 )
 
 // testPassword passes Django's validators for every username used here.
@@ -114,7 +115,7 @@ func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (*sqlite.DB, *ap
 	require.NoError(tb, err)
 	a := app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
-		Clock: clock{}, Random: randomBytes, Log: log,
+		Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
 	}, acfg)
 	require.NoError(tb, a.Start(ctx))
 	bg, cancel := context.WithCancel(ctx)

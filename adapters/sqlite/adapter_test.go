@@ -57,15 +57,16 @@ func TestMigrations_StatusAndReady(t *testing.T) {
 	require.ErrorIs(t, db.Ready(ctx), errPending, "not ready before Migrate")
 	st, err := db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 2)
+	require.Len(t, st, 3)
 	assert.Equal(t, MigrationStatus{Version: 1, Name: "00001_init.sql"}, st[0])
 	assert.Equal(t, MigrationStatus{Version: 2, Name: "00002_record_version.sql"}, st[1])
+	assert.Equal(t, MigrationStatus{Version: 3, Name: "00003_usernames_revocation_seq.sql"}, st[2])
 
 	require.NoError(t, db.Migrate(ctx))
 	require.NoError(t, db.Ready(ctx))
 	st, err = db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 2)
+	require.Len(t, st, 3)
 	for _, m := range st {
 		assert.True(t, m.Applied, m.Name)
 		assert.False(t, m.AppliedAt.IsZero(), m.Name)

@@ -10,6 +10,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -52,13 +54,26 @@ type DB struct {
 
 	mu       sync.Mutex
 	onOutbox []func()
+
+	log *slog.Logger
 }
+
+// Option configures Open.
+type Option func(*DB)
+
+// WithLogger is where the database reports what it repaired (file modes,
+// username keys); by default slog's default logger.
+func WithLogger(l *slog.Logger) Option { return func(db *DB) { db.log = l } }
 
 var _ ports.Store = (*DB)(nil)
 
 // Open opens (creating with mode 0600 if absent) the database at path. It
 // does not migrate: call Migrate.
-func Open(ctx context.Context, path string) (*DB, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	db := &DB{log: slog.Default()}
+	for _, o := range opts {
+		o(db)
+	}
 	// Create the file ourselves so that health data is never world-readable;
 	// SQLite gives its -wal and -shm files the database file's mode.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -68,8 +83,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite: create %s: %w", path, err)
 	}
+	if err := ownerOnly(path, db.log); err != nil {
+		return nil, err
+	}
 	base := "file:" + escapePath(path) + "?" + pragmas
-	db := &DB{dsn: base}
+	db.dsn = base
 	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
 	// so it can never fail to upgrade a read lock halfway through.
 	if db.write, err = openPool(ctx, base+"&_txlock=immediate", 1); err != nil {
@@ -86,6 +104,32 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db.jobs, db.quit, db.writerDone = make(chan *writeJob, maxBatch), make(chan struct{}), make(chan struct{})
 	go db.writer()
 	return db, nil
+}
+
+// ownerOnly takes group and other permissions away from the database and
+// its -wal and -shm files (an old file, a copy, a restore with the wrong
+// umask): health data is never served from a file others can read. Done
+// before SQLite opens them, since it gives new -wal and -shm files the
+// database file's mode.
+func ownerOnly(path string, log *slog.Logger) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
+		mode := st.Mode().Perm()
+		if mode&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, mode&0o700); err != nil {
+			return fmt.Errorf("sqlite: make %s owner-only: %w", p, err)
+		}
+		log.Warn("database file was readable by others; made owner-only",
+			"file", p, "was", fmt.Sprintf("%#o", mode), "now", fmt.Sprintf("%#o", mode&0o700))
+	}
+	return nil
 }
 
 // openPool opens and pings a pool of at most n connections.

@@ -41,6 +41,14 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
+	clashes, err := backfillKeys(ctx, db.write)
+	if err != nil {
+		return err
+	}
+	if len(clashes) > 0 {
+		db.log.Warn("usernames that differ only in case or Unicode form; they sign in by their exact names until renamed",
+			"count", len(clashes))
+	}
 	return nil
 }
 

@@ -36,10 +36,16 @@ func (r sessions) Get(ctx context.Context, id string) (domain.Session, error) {
 	return s, nil
 }
 
-// Revoke keeps the first revocation time.
+// nextRevokedSeq numbers a revocation inside its write transaction: one
+// writer at a time, so numbers commit in order and a poller that has seen
+// n has seen every revocation numbered n or less.
+const nextRevokedSeq = `(SELECT COALESCE(MAX(revoked_seq), 0) + 1 FROM sessions)`
+
+// Revoke keeps the first revocation time and number.
 func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
 	if err := mustChange(r.s.writer().ExecContext(ctx,
-		`UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, toNanos(now), id)); err != nil {
+		`UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?), revoked_seq = COALESCE(revoked_seq, `+nextRevokedSeq+`)
+		 WHERE id = ?`, toNanos(now), id)); err != nil {
 		return fmt.Errorf("sqlite: revoke session: %w", err)
 	}
 	return nil
@@ -49,16 +55,18 @@ func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
 // RevokedSince need not carry them.
 func (r sessions) RevokeUser(ctx context.Context, userID int64, keep string, now time.Time) error {
 	if _, err := r.s.writer().ExecContext(ctx,
-		`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id <> ? AND revoked_at IS NULL AND expires_at > ?`,
+		`UPDATE sessions SET revoked_at = ?, revoked_seq = `+nextRevokedSeq+`
+		 WHERE user_id = ? AND id <> ? AND revoked_at IS NULL AND expires_at > ?`,
 		toNanos(now), userID, keep, toNanos(now)); err != nil {
 		return fmt.Errorf("sqlite: revoke sessions of user %d: %w", userID, err)
 	}
 	return nil
 }
 
-func (r sessions) RevokedSince(ctx context.Context, since time.Time) ([]ports.RevokedSession, error) {
+func (r sessions) RevokedAfter(ctx context.Context, afterSeq int64, notBefore time.Time) ([]ports.RevokedSession, error) {
 	rows, err := r.s.reader().QueryContext(ctx,
-		`SELECT id, revoked_at FROM sessions WHERE revoked_at >= ? ORDER BY revoked_at, id`, toNanos(since))
+		`SELECT id, revoked_at, revoked_seq FROM sessions WHERE revoked_seq > ? AND revoked_at >= ? ORDER BY revoked_seq, id`,
+		afterSeq, toNanos(notBefore))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: revoked sessions: %w", err)
 	}
@@ -67,7 +75,7 @@ func (r sessions) RevokedSince(ctx context.Context, since time.Time) ([]ports.Re
 	for rows.Next() {
 		var s ports.RevokedSession
 		var at int64
-		if err := rows.Scan(&s.ID, &at); err != nil {
+		if err := rows.Scan(&s.ID, &at, &s.Seq); err != nil {
 			return nil, fmt.Errorf("sqlite: revoked sessions: %w", err)
 		}
 		s.RevokedAt = fromNanos(at)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"healthrecord/domain"
+	"healthrecord/internal/username"
 	"healthrecord/ports"
 )
 
@@ -24,9 +25,9 @@ func scanUser(sc scanner) (domain.User, error) {
 
 func (r users) Create(ctx context.Context, u *domain.User) error {
 	res, err := r.s.writer().ExecContext(ctx,
-		`INSERT INTO users (username, email, role, approved, active, password_hash, created_at)
-		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		u.Username, u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt))
+		`INSERT INTO users (username, username_key, email, role, approved, active, password_hash, created_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.Username, username.Key(u.Username), u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt))
 	if isUnique(err) {
 		return domain.UsernameTaken()
 	} else if err != nil {
@@ -46,8 +47,13 @@ func (r users) ByID(ctx context.Context, id int64) (domain.User, error) {
 	return u, nil
 }
 
-func (r users) ByUsername(ctx context.Context, username string) (domain.User, error) {
-	u, err := scanUser(r.s.reader().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
+// ByUsername falls back to the exact name for an old account whose key
+// could not be set because it collides with another's (see backfillKeys).
+func (r users) ByUsername(ctx context.Context, name string) (domain.User, error) {
+	u, err := scanUser(r.s.reader().QueryRowContext(ctx,
+		`SELECT `+userCols+` FROM users WHERE username_key = ?
+		 UNION ALL SELECT `+userCols+` FROM users WHERE username_key IS NULL AND username = ?
+		 LIMIT 1`, username.Key(name), name))
 	if err != nil {
 		return domain.User{}, fmt.Errorf("sqlite: user by name: %w", notFoundIf(err))
 	}
@@ -95,4 +101,42 @@ func (r users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]d
 		return nil, fmt.Errorf("sqlite: list users: %w", err)
 	}
 	return out, nil
+}
+
+// backfillKeys sets username_key where it is missing (accounts created
+// before the column existed). An old account whose key is already taken
+// by another keeps no key: both still sign in by their exact names, and
+// the returned names say which ones an operator should rename.
+func backfillKeys(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: username keys: %w", err)
+	}
+	type row struct {
+		id   int64
+		name string
+	}
+	var todo []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.name); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: username keys: %w", err)
+		}
+		todo = append(todo, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: username keys: %w", err)
+	}
+	var clashes []string
+	for _, r := range todo {
+		_, err := q.ExecContext(ctx, `UPDATE users SET username_key = ? WHERE id = ?`, username.Key(r.name), r.id)
+		if isUnique(err) {
+			clashes = append(clashes, r.name)
+		} else if err != nil {
+			return nil, fmt.Errorf("sqlite: username key of user %d: %w", r.id, err)
+		}
+	}
+	return clashes, nil
 }

@@ -21,6 +21,7 @@ import (
 	"healthrecord/adapters/smtp"
 	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
+	"healthrecord/internal/username"
 	"healthrecord/ports"
 )
 
@@ -44,8 +45,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // openDB opens and migrates the database.
-func openDB(ctx context.Context, c config) (*sqlite.DB, error) {
-	db, err := sqlite.Open(ctx, c.DB)
+func openDB(ctx context.Context, c config, opts ...sqlite.Option) (*sqlite.DB, error) {
+	db, err := sqlite.Open(ctx, c.DB, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ const hashCPUShare = 0.5
 func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
-		Clock: systemClock{}, Random: randomBytes, Log: log,
+		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
 	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
 }
 
@@ -86,7 +87,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	log := newLogger(stderr, c.LogLevel)
 	setMemoryLimit(getenv)
 
-	db, err := openDB(ctx, c)
+	db, err := openDB(ctx, c, sqlite.WithLogger(log))
 	if err != nil {
 		return err
 	}

@@ -79,16 +79,27 @@ func testSessions(t *testing.T, open Opener) {
 		require.NoError(t, err)
 		assert.Nil(t, v1.RevokedAt, "another user's sign-in stays")
 
-		since, err := s.Sessions().RevokedSince(ctx(t), at(5))
+		all, err := s.Sessions().RevokedAfter(ctx(t), 0, at(0))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"v2", "u1", "u2"}, sessionIDs(since), "oldest first")
-		requireSameTime(t, at(5), since[0].RevokedAt)
-		since, err = s.Sessions().RevokedSince(ctx(t), at(6))
+		assert.Equal(t, []string{"v2", "u1", "u2"}, sessionIDs(all), "in the order revoked")
+		requireSameTime(t, at(5), all[0].RevokedAt)
+		assert.Less(t, all[0].Seq, all[1].Seq)
+		later, err := s.Sessions().RevokedAfter(ctx(t), all[0].Seq, at(0))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"u1", "u2"}, sessionIDs(since))
-		since, err = s.Sessions().RevokedSince(ctx(t), at(11))
+		assert.Equal(t, []string{"u1", "u2"}, sessionIDs(later))
+		none, err := s.Sessions().RevokedAfter(ctx(t), all[2].Seq, at(0))
 		require.NoError(t, err)
-		assert.Empty(t, since)
+		assert.Empty(t, none)
+		recent, err := s.Sessions().RevokedAfter(ctx(t), 0, at(6))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"u1", "u2"}, sessionIDs(recent), "notBefore")
+
+		// A revocation dated before the last one seen (a write that took
+		// long to commit) is still after it in sequence.
+		require.NoError(t, s.Sessions().Revoke(ctx(t), "u3", at(1)))
+		slow, err := s.Sessions().RevokedAfter(ctx(t), all[2].Seq, at(0))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"u3"}, sessionIDs(slow))
 	})
 
 	t.Run("refresh_token_reuse", func(t *testing.T) {

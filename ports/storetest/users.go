@@ -49,8 +49,14 @@ func testUsers(t *testing.T, open Opener) {
 		var de *domain.Error
 		require.ErrorAs(t, err, &de)
 		assert.Contains(t, de.Fields, "username")
-		// Usernames are case-sensitive, as Django's are.
-		mustPatient(t, s, "Bob")
+		// Compared after NFKC normalisation and case folding.
+		for _, name := range []string{"Bob", "ＢＯＢ"} {
+			dup.Username = name
+			requireCode(t, domain.EInvalid, s.Users().Create(ctx(t), &dup))
+		}
+		got, err := s.Users().ByUsername(ctx(t), "ｂｏｂ")
+		require.NoError(t, err)
+		assert.Equal(t, "bob", got.Username, "sign-in compares the same way")
 	})
 
 	t.Run("update", func(t *testing.T) {

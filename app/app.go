@@ -66,7 +66,7 @@ type Deps struct {
 	// throttle counts every spelling of one account together; nil
 	// lower-cases only.
 	UsernameKey func(string) string
-	Log    *slog.Logger
+	Log         *slog.Logger
 }
 
 // App is the application: every use case is a method.
@@ -79,7 +79,7 @@ type App struct {
 	// usernameKey is Deps.UsernameKey.
 	usernameKey func(string) string
 	log         *slog.Logger
-	cfg    Config
+	cfg         Config
 
 	throttle *throttle
 	revoked  *revocations
@@ -102,8 +102,8 @@ func New(d Deps, cfg Config) *App {
 	a := &App{
 		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
 		usernameKey: d.UsernameKey,
-		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
-		revoked:  newRevocations(),
+		throttle:    newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		revoked:     newRevocations(),
 	}
 	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)
 	return a

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -30,8 +31,18 @@ const (
 // logs or headers.
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
-// requestID accepts or makes the request's id, echoes it and stores it
-// for logs and the audit trail.
+// reqInfo is what the server works out once about a request: its id and
+// who sent it from where (see client).
+type reqInfo struct {
+	id     string
+	client string // the client's address: the peer, or a trusted proxy's X-Forwarded-For
+	scheme string // as the client used it
+	host   string
+	prefix string // the public URL's path, before the API's own
+}
+
+// requestID accepts or makes the request's id, echoes it and stores it,
+// with the client's address, for logs, throttles and the audit trail.
 func (s *server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
@@ -41,14 +52,20 @@ func (s *server) requestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		info := s.client(r)
+		info.id = id
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, &info)))
 	})
 }
 
-func requestIDOf(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+func infoOf(ctx context.Context) *reqInfo {
+	if i, ok := ctx.Value(requestIDKey).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
 }
+
+func requestIDOf(ctx context.Context) string { return infoOf(ctx).id }
 
 // logger is the server's logger with the request's id on every line.
 func (s *server) logger(r *http.Request) *slog.Logger {
@@ -157,15 +174,104 @@ func (s *server) slashes(next http.Handler) http.Handler {
 	})
 }
 
-// remoteAddr is the peer's address. X-Forwarded-For is not trusted: any
-// client can set it.
+// remoteAddr is the client's address, as client derived it.
 func remoteAddr(r *http.Request) string {
+	if i := infoOf(r.Context()); i.client != "" {
+		return i.client
+	}
+	return peerAddr(r)
+}
+
+// peerAddr is the TCP peer's address.
+func peerAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
 }
+
+// client works out the client's address, scheme and host. X-Forwarded-*
+// headers are believed only from a trusted proxy, since any client can
+// send them; the client's address is then the right-most one in
+// X-Forwarded-For that is not itself a trusted proxy (what the client
+// wrote further left is not believed).
+func (s *server) client(r *http.Request) reqInfo {
+	info := reqInfo{client: peerAddr(r), scheme: "http", host: r.Host}
+	if r.TLS != nil {
+		info.scheme = "https"
+	}
+	if len(s.cfg.TrustedProxies) > 0 {
+		s.forwarded(r, &info)
+	}
+	if u := s.cfg.PublicURL; u != nil {
+		info.scheme, info.host, info.prefix = u.Scheme, u.Host, strings.TrimSuffix(u.Path, "/")
+	}
+	return info
+}
+
+// forwarded applies a trusted proxy's X-Forwarded-* headers to info.
+func (s *server) forwarded(r *http.Request, info *reqInfo) {
+	peer, err := netip.ParseAddr(info.client)
+	if err != nil || !s.trusted(peer.Unmap()) {
+		return
+	}
+	peer = peer.Unmap()
+	client := peer
+	xff := r.Header.Values("X-Forwarded-For")
+walk:
+	for i := len(xff) - 1; i >= 0; i-- {
+		hops := strings.Split(xff[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			a, ok := parseHop(hops[j])
+			if !ok {
+				break walk // garbage: keep the last address a trusted hop vouched for
+			}
+			client = a
+			if !s.trusted(a) {
+				break walk
+			}
+		}
+	}
+	info.client = client.String()
+	if p := strings.ToLower(strings.TrimSpace(firstValue(r.Header.Get("X-Forwarded-Proto")))); p == "http" || p == "https" {
+		info.scheme = p
+	}
+	if h := strings.TrimSpace(firstValue(r.Header.Get("X-Forwarded-Host"))); hostRE.MatchString(h) {
+		info.host = h
+	}
+}
+
+func (s *server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, possibly with a
+// port.
+func parseHop(h string) (netip.Addr, bool) {
+	h = strings.TrimSpace(h)
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(h); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return first
+}
+
+// hostRE is a host name or address with an optional port, nothing that
+// could change a URL's meaning.
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$`)
 
 var errNoCredentials = &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgNoCredentials}
 

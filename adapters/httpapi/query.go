@@ -146,10 +146,7 @@ func setNextLink(w http.ResponseWriter, r *http.Request, next *domain.Cursor) {
 func nextURL(r *http.Request, next domain.Cursor) string {
 	q := r.URL.Query()
 	q.Set("cursor", encodeCursor(next))
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: canonicalPath(r.URL.Path), RawQuery: q.Encode()}
+	info := infoOf(r.Context())
+	u := url.URL{Scheme: info.scheme, Host: info.host, Path: info.prefix + canonicalPath(r.URL.Path), RawQuery: q.Encode()}
 	return u.String()
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 
 	"github.com/go-chi/chi/v5"
 
@@ -22,6 +24,13 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// TLS adds Strict-Transport-Security, since only then is it meaningful.
 	TLS bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
+	// -Proto and -Host headers are believed; from any other peer they are
+	// ignored.
+	TrustedProxies []netip.Prefix
+	// PublicURL, when set, is the base of every absolute URL (the Link
+	// header), whatever the request says.
+	PublicURL *url.URL
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config leaves it 0.

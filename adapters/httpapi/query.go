@@ -147,6 +147,9 @@ func nextURL(r *http.Request, next domain.Cursor) string {
 	q := r.URL.Query()
 	q.Set("cursor", encodeCursor(next))
 	info := infoOf(r.Context())
+	if info.scheme == "" { // outside the middleware (unit tests)
+		info = &reqInfo{scheme: "http", host: r.Host}
+	}
 	u := url.URL{Scheme: info.scheme, Host: info.host, Path: info.prefix + canonicalPath(r.URL.Path), RawQuery: q.Encode()}
 	return u.String()
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -24,6 +25,10 @@ func pathID(r *http.Request) (int64, error) {
 // --- accounts and tokens ---
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
+	if wait := s.rates.register.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
+		s.writeError(w, r, throttledError(wait))
+		return
+	}
 	reg, err := s.decodeRegistration(w, r)
 	if err != nil {
 		s.writeError(w, r, err)

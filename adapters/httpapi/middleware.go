@@ -295,6 +295,10 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if wait := s.rates.user.allow(uint64(actor.ID), time.Now()); wait > 0 {
+			s.writeError(w, r, throttledError(wait))
+			return
+		}
 		actor.RequestID = requestIDOf(r.Context())
 		actor.RemoteAddr = remoteAddr(r)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey, actor)))

@@ -18,7 +18,7 @@ var openAPIDoc []byte
 // openapi.json must list exactly these routes (a test walks the router).
 func (s *server) routes() {
 	r := s.mux
-	r.Use(s.requestID, s.securityHeaders, s.accessLog, s.recoverer, s.slashes, middleware.GetHead)
+	r.Use(s.requestID, s.securityHeaders, s.accessLog, s.recoverer, s.slashes, s.anonRate, middleware.GetHead)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 

@@ -31,6 +31,10 @@ type Config struct {
 	// PublicURL, when set, is the base of every absolute URL (the Link
 	// header), whatever the request says.
 	PublicURL *url.URL
+	// Request rates, DRF's throttles: registrations per client address,
+	// requests per signed-in user, requests without a token per client
+	// address. The zero Rate is off.
+	RateRegister, RateUser, RateAnon Rate
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config leaves it 0.
@@ -41,6 +45,8 @@ type server struct {
 	cfg Config
 	log *slog.Logger
 	mux *chi.Mux
+
+	rates *rates
 }
 
 // NewServer returns the API's handler.
@@ -55,7 +61,7 @@ func newServer(a *app.App, cfg Config, log *slog.Logger) *server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{app: a, cfg: cfg, log: log, mux: chi.NewRouter()}
+	s := &server{app: a, cfg: cfg, log: log, mux: chi.NewRouter(), rates: newRates(cfg)}
 	s.routes()
 	return s
 }

@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"errors"
+	"hash/maphash"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"healthrecord/domain"
+)
+
+// Rate is a DRF-style throttle rate: at most N requests per Per. The zero
+// Rate is off.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Off reports whether the rate limits nothing.
+func (r Rate) Off() bool { return r.N <= 0 }
+
+var ratePeriods = map[string]time.Duration{
+	"s": time.Second, "sec": time.Second, "second": time.Second,
+	"m": time.Minute, "min": time.Minute, "minute": time.Minute,
+	"h": time.Hour, "hour": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour,
+}
+
+// ParseRate reads DRF's rate syntax, "N/period" with period s, m (min), h
+// or d (as DRF, only the first letter counts: "1200/min"), or "0" for off.
+func ParseRate(s string) (Rate, error) {
+	if s == "0" {
+		return Rate{}, nil
+	}
+	num, period, ok := strings.Cut(s, "/")
+	n, err := strconv.Atoi(num)
+	per, known := ratePeriods[period]
+	if !ok || err != nil || n <= 0 || !known {
+		return Rate{}, errors.New(`want "N/s", "N/min", "N/h", "N/day" with N > 0, or "0" for off`)
+	}
+	return Rate{N: n, Per: per}, nil
+}
+
+// limiter enforces one Rate per key with the generic cell rate algorithm:
+// one timestamp per key (when its allowance is next full), so a key costs
+// 16 bytes whatever the client sends, and a check takes no allocation.
+// Keys are spread over shards, so that signed-in users' requests do not
+// all queue for one lock.
+type limiter struct {
+	interval int64 // nanoseconds between requests at the steady rate
+	burst    int64 // how far ahead of now a key's time may run: (N-1) intervals
+	shards   [limiterShards]limiterShard
+}
+
+const (
+	limiterShards = 64
+	// maxLimiterKeys bounds each shard; beyond it keys that are back to a
+	// full allowance (no information lost) and then arbitrary ones go.
+	maxLimiterKeys = 4096
+)
+
+type limiterShard struct {
+	mu  sync.Mutex
+	tat map[uint64]int64 // theoretical arrival time, unix nanos
+	_   [48]byte         // a shard per cache line: no false sharing
+}
+
+// newLimiter returns nil for a rate that is off; a nil limiter allows all.
+func newLimiter(r Rate) *limiter {
+	if r.Off() {
+		return nil
+	}
+	l := &limiter{interval: int64(r.Per) / int64(r.N)}
+	l.burst = l.interval * int64(r.N-1)
+	for i := range l.shards {
+		l.shards[i].tat = map[uint64]int64{}
+	}
+	return l
+}
+
+// allow counts a request by key at now and returns 0, or how long to wait
+// without counting it.
+func (l *limiter) allow(key uint64, now time.Time) time.Duration {
+	if l == nil {
+		return 0
+	}
+	t := now.UnixNano()
+	sh := &l.shards[key%limiterShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tat, ok := sh.tat[key]
+	if !ok || tat < t {
+		tat = t
+	}
+	if tat-t > l.burst {
+		return time.Duration(tat - l.burst - t)
+	}
+	if !ok && len(sh.tat) >= maxLimiterKeys {
+		sh.evict(t)
+	}
+	sh.tat[key] = tat + l.interval
+	return 0
+}
+
+func (sh *limiterShard) evict(now int64) {
+	for k, tat := range sh.tat {
+		if tat <= now {
+			delete(sh.tat, k)
+		}
+	}
+	for k := range sh.tat {
+		if len(sh.tat) < maxLimiterKeys {
+			return
+		}
+		delete(sh.tat, k)
+	}
+}
+
+// rates holds the server's request rates.
+type rates struct {
+	seed     maphash.Seed
+	register *limiter // per client address
+	user     *limiter // per signed-in user
+	anon     *limiter // per client address, requests without a token
+}
+
+func newRates(cfg Config) *rates {
+	return &rates{seed: maphash.MakeSeed(),
+		register: newLimiter(cfg.RateRegister), user: newLimiter(cfg.RateUser), anon: newLimiter(cfg.RateAnon)}
+}
+
+func (r *rates) addrKey(addr string) uint64 { return maphash.String(r.seed, addr) }
+
+// throttledError is DRF's answer to a request over a rate.
+func throttledError(wait time.Duration) error {
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	unit := " seconds."
+	if secs == 1 {
+		unit = " second."
+	}
+	return &domain.Error{Code: domain.EThrottled,
+		Message:    "Request was throttled. Expected available in " + strconv.Itoa(secs) + unit,
+		RetryAfter: time.Duration(secs) * time.Second}
+}
+
+// anonRate limits requests that carry no credentials, per client address.
+// Probes (/healthz, /readyz) are exempt: a load balancer polls them.
+func (s *server) anonRate(next http.Handler) http.Handler {
+	if s.rates.anon == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			if wait := s.rates.anon.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
+				s.writeError(w, r, throttledError(wait))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

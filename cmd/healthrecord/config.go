@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"healthrecord/adapters/httpapi"
 )
 
 // config is every setting, read once here from flags and HEALTHRECORD_*
@@ -35,6 +39,11 @@ type config struct {
 	OutboxAttemptTimeout time.Duration
 	OutboxBackoff        time.Duration
 	OutboxMaxAttempts    int64
+	// Proxies, public URL, request rates and the storage quota.
+	TrustedProxies                   []netip.Prefix
+	PublicURL                        *url.URL
+	RateRegister, RateUser, RateAnon httpapi.Rate
+	QuotaBytes                       int64
 }
 
 // flagSet makes a command's flag set whose defaults come from the
@@ -91,6 +100,24 @@ func (f *flagSet) int64(p *int64, name, env string, def int64, help string) {
 	f.Int64Var(p, name, def, help+" (env "+env+")")
 }
 
+// value is a setting read by parse from text (the flag, else the variable,
+// else def); an error names the variable, so the operator knows which.
+func (f *flagSet) value(name, env, def, help string, parse func(string) error) {
+	v := def
+	if e := f.getenv(env); e != "" {
+		v = e
+	}
+	if err := parse(v); err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
+	}
+	f.Func(name, help+" (env "+env+", default "+strconv.Quote(def)+")", func(s string) error {
+		if err := parse(s); err != nil {
+			return fmt.Errorf("%w (env %s)", err, env)
+		}
+		return nil
+	})
+}
+
 // parse parses args and reports environment errors too.
 func (f *flagSet) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
@@ -129,6 +156,69 @@ func (f *flagSet) serveFlags(c *config) {
 	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", 0, "first retry delay, doubled each attempt (default 2s)")
 	f.int64(&c.OutboxMaxAttempts, "outbox-max-attempts", "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS", 0, "failed attempts before an event is dead (default 8)")
 	c.SMTPPassword = f.getenv("HEALTHRECORD_SMTP_PASSWORD")
+	f.value("trusted-proxies", "HEALTHRECORD_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-* headers are believed",
+		func(s string) (err error) { c.TrustedProxies, err = parsePrefixes(s); return err })
+	f.value("public-url", "HEALTHRECORD_PUBLIC_URL", "", "base of every absolute URL, e.g. https://records.clinic.example (unset: from the request)",
+		func(s string) (err error) { c.PublicURL, err = parsePublicURL(s); return err })
+	for _, r := range []struct {
+		name, env, def, help string
+		dst                  *httpapi.Rate
+	}{
+		{"rate-register", "HEALTHRECORD_RATE_REGISTER", "20/h", "registrations per client address (0: off)", &c.RateRegister},
+		{"rate-user", "HEALTHRECORD_RATE_USER", "1200/min", "requests per signed-in user (0: off)", &c.RateUser},
+		{"rate-anon", "HEALTHRECORD_RATE_ANON", "300/min", "requests without a token per client address (0: off)", &c.RateAnon},
+	} {
+		f.value(r.name, r.env, r.def, r.help, func(s string) (err error) { *r.dst, err = httpapi.ParseRate(s); return err })
+	}
+	f.value("quota-bytes", "HEALTHRECORD_QUOTA_BYTES", "104857600", "stored bytes of records and comments per patient (0: off)",
+		func(s string) error {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				return errors.New("want a number of bytes, 0 for off")
+			}
+			c.QuotaBytes = n
+			return nil
+		})
+}
+
+// parsePrefixes reads a comma-separated CIDR list; a bare address is its
+// own /32 or /128.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", part)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an address", part)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parsePublicURL accepts an absolute http(s) URL with a host and nothing
+// after its path.
+func parsePublicURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("want an absolute http:// or https:// URL with a host, e.g. https://records.clinic.example")
+	}
+	return u, nil
 }
 
 // validate checks the settings once, before anything starts.

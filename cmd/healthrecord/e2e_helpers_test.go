@@ -90,7 +90,13 @@ func startServe(t *testing.T, env map[string]string, extraArgs ...string) *serve
 	}}
 	done := make(chan error, 1)
 	args := append([]string{"serve", "--addr", "127.0.0.1:0"}, extraArgs...)
-	go func() { done <- run(ctx, args, mapEnv(env), strings.NewReader(""), io.Discard, w) }()
+	// Every test client is 127.0.0.1: request rates are off unless a test
+	// sets them.
+	serveEnv := map[string]string{"HEALTHRECORD_RATE_REGISTER": "0", "HEALTHRECORD_RATE_USER": "0", "HEALTHRECORD_RATE_ANON": "0"}
+	for k, v := range env {
+		serveEnv[k] = v
+	}
+	go func() { done <- run(ctx, args, mapEnv(serveEnv), strings.NewReader(""), io.Discard, w) }()
 	s := &server{t: t, db: env["HEALTHRECORD_DB"], env: env, logs: logs}
 	var once sync.Once
 	var stopErr error

@@ -124,7 +124,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	// Wake the dispatcher when an assignment commits, not at the next poll.
 	db.OnOutboxCommit(dispatcher.Wake)
 
-	handler := httpapi.NewServer(a, httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: c.TLSCert != ""}, log)
+	handler := httpapi.NewServer(a, httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: c.TLSCert != "",
+		TrustedProxies: c.TrustedProxies, PublicURL: c.PublicURL,
+		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon}, log)
 	srv := newHTTPServer(handler, log)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -7,18 +7,16 @@ import (
 	"healthrecord/ports"
 )
 
-// ListComments lists a doctor's own comments, or the comments on a
-// patient's records; recordID, when not 0, narrows to one record.
-// EForbidden for admins.
+// ListComments lists the comments on the records the actor sees now (the
+// owner's, or those assigned to the doctor), whoever wrote them; recordID,
+// when not 0, narrows to one record, and a record out of sight gives an
+// empty list, as a missing one does. EForbidden for admins.
 func (a *App) ListComments(ctx context.Context, actor domain.Actor, recordID int64, p domain.Page) ([]domain.Comment, *domain.Cursor, error) {
-	if err := domain.CanUseRecords(actor); err != nil {
+	scope, err := domain.ScopeOf(actor)
+	if err != nil {
 		return nil, nil, err
 	}
-	f := ports.CommentFilter{RecordID: recordID, PatientID: actor.ID}
-	if actor.Role == domain.RoleDoctor {
-		f = ports.CommentFilter{RecordID: recordID, DoctorID: actor.ID}
-	}
-	items, err := a.store.Comments().List(ctx, f, pageQuery(p))
+	items, err := a.store.Comments().List(ctx, ports.CommentFilter{Records: scope, RecordID: recordID}, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,8 +66,9 @@ func (a *App) CreateComment(ctx context.Context, actor domain.Actor, recordID in
 	return out, err
 }
 
-// GetComment returns a comment to its author or to the owner of its
-// record; anyone else gets ENotFound.
+// GetComment returns a comment to whoever sees its record now (the owner,
+// the doctor assigned); anyone else, its author included once the record
+// was reassigned, gets ENotFound.
 func (a *App) GetComment(ctx context.Context, actor domain.Actor, id int64) (domain.Comment, error) {
 	if err := domain.CanUseRecords(actor); err != nil {
 		return domain.Comment{}, err
@@ -82,9 +81,9 @@ func (a *App) GetComment(ctx context.Context, actor domain.Actor, id int64) (dom
 	if err != nil {
 		return domain.Comment{}, err
 	}
-	if !domain.CanViewComment(actor, c, r) {
+	if err := domain.CanReadRecord(actor, r); err != nil {
 		a.auditRead(actor, domain.ActionCommentRead, r, domain.OutcomeDenied)
-		return domain.Comment{}, domain.NotFound()
+		return domain.Comment{}, err
 	}
 	a.auditRead(actor, domain.ActionCommentRead, r, domain.OutcomeAllowed)
 	return c, nil

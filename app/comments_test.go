@@ -127,9 +127,11 @@ func TestGetComment(t *testing.T) {
 		code    domain.Code
 		outcome string
 	}{
-		{"author", c.otherDoctor, "", domain.OutcomeAllowed},
+		// Comments follow their record: the author, no longer assigned,
+		// loses it; the doctor assigned now sees it.
+		{"author_no_longer_assigned", c.otherDoctor, domain.ENotFound, domain.OutcomeDenied},
 		{"record_owner", c.owner, "", domain.OutcomeAllowed},
-		{"assigned_doctor_not_author", c.doctor, domain.ENotFound, domain.OutcomeDenied},
+		{"assigned_doctor_not_author", c.doctor, "", domain.OutcomeAllowed},
 		{"other_patient", c.otherPatient, domain.ENotFound, domain.OutcomeDenied},
 	}
 	for _, tt := range tests {
@@ -177,9 +179,12 @@ func TestListComments(t *testing.T) {
 		record int64
 		want   []domain.Comment
 	}{
-		{"doctor_own_comments", c.doctor, 0, []domain.Comment{c2, c1}},
-		{"doctor_one_record", c.doctor, c.record.ID, []domain.Comment{c1}},
-		{"other_doctor", c.otherDoctor, 0, []domain.Comment{c3}},
+		// The doctor assigned now sees every comment on its records, the
+		// former author none.
+		{"doctor_assigned_records", c.doctor, 0, []domain.Comment{c3, c2, c1}},
+		{"doctor_one_record", c.doctor, c.record.ID, []domain.Comment{c3, c1}},
+		{"author_no_longer_assigned", c.otherDoctor, 0, nil},
+		{"author_filter_on_record_it_left", c.otherDoctor, c.record.ID, nil},
 		{"patient_comments_on_own_records", c.owner, 0, []domain.Comment{c3, c1}},
 		{"other_patient", c.otherPatient, 0, []domain.Comment{c2}},
 		{"patient_filter_on_someone_elses_record", c.otherPatient, c.record.ID, nil},

@@ -402,9 +402,7 @@ func (r *fakeComments) List(_ context.Context, f ports.CommentFilter, p domain.P
 	defer r.db.mu.Unlock()
 	var out []domain.Comment
 	for _, c := range r.db.comments {
-		owner := r.db.records[c.RecordID].PatientID
-		if (f.DoctorID == 0 || c.DoctorID == f.DoctorID) && (f.PatientID == 0 || owner == f.PatientID) &&
-			(f.RecordID == 0 || c.RecordID == f.RecordID) {
+		if f.Records.Contains(r.db.records[c.RecordID]) && (f.RecordID == 0 || c.RecordID == f.RecordID) {
 			out = append(out, c)
 		}
 	}

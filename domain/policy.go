@@ -33,15 +33,42 @@ func CanCreateRecord(a Actor) error {
 	return nil
 }
 
-// CanView: the owner, or the doctor the record is assigned to.
-func CanView(a Actor, r Record) bool {
+// RecordScope is the one visibility rule, per role: the records a patient
+// owns, or those assigned to a doctor now. A record's comments are visible
+// exactly when the record is. Stores apply it in SQL for lists; Contains
+// applies it to one record. Exactly one field is set.
+type RecordScope struct {
+	PatientID int64
+	DoctorID  int64
+}
+
+// ScopeOf is what a may see. Admins (and unknown roles) see no health
+// data: EForbidden.
+func ScopeOf(a Actor) (RecordScope, error) {
 	switch a.Role {
 	case RolePatient:
-		return r.PatientID == a.ID
+		return RecordScope{PatientID: a.ID}, nil
 	case RoleDoctor:
-		return r.DoctorID != 0 && r.DoctorID == a.ID
+		return RecordScope{DoctorID: a.ID}, nil
+	}
+	return RecordScope{}, Forbidden(MsgAdminNoHealthData)
+}
+
+// Contains reports whether r is in the scope.
+func (s RecordScope) Contains(r Record) bool {
+	switch {
+	case s.PatientID != 0:
+		return r.PatientID == s.PatientID
+	case s.DoctorID != 0:
+		return r.DoctorID == s.DoctorID
 	}
 	return false
+}
+
+// CanView: the owner, or the doctor the record is assigned to now.
+func CanView(a Actor, r Record) bool {
+	s, err := ScopeOf(a)
+	return err == nil && s.Contains(r)
 }
 
 // CanChange covers update and delete: only the owner. The assigned doctor
@@ -92,17 +119,6 @@ func CanComment(a Actor, r Record) error {
 		return DoesNotExist("record", r.ID)
 	}
 	return nil
-}
-
-// CanViewComment: the comment's author, or the owner of its record.
-func CanViewComment(a Actor, c Comment, r Record) bool {
-	switch a.Role {
-	case RoleDoctor:
-		return c.DoctorID == a.ID
-	case RolePatient:
-		return r.PatientID == a.ID
-	}
-	return false
 }
 
 // CanReadAccessLog: only the record's owner reads who touched it.

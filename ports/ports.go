@@ -79,12 +79,10 @@ type Users interface {
 	List(ctx context.Context, f UserFilter, p domain.Page) ([]domain.User, error)
 }
 
-// RecordFilter selects records; exactly one of PatientID or DoctorID is set
-// by the app, so lists are filtered by actor in SQL.
-type RecordFilter struct {
-	PatientID int64
-	DoctorID  int64
-}
+// RecordFilter selects records: the actor's scope (the one visibility
+// rule, domain.ScopeOf), so lists are filtered by actor in SQL. Exactly one
+// of PatientID or DoctorID is set.
+type RecordFilter = domain.RecordScope
 
 // Records stores health records. Records returned carry their comments,
 // oldest first.
@@ -101,12 +99,12 @@ type Records interface {
 	List(ctx context.Context, f RecordFilter, p domain.Page) ([]domain.Record, error)
 }
 
-// CommentFilter selects comments; zero fields do not filter. The app always
-// sets DoctorID or PatientID (the record's owner).
+// CommentFilter selects the comments on the records Records selects (the
+// actor's scope, always set by the app: a comment is visible exactly when
+// its record is), on one record when RecordID is not 0.
 type CommentFilter struct {
-	DoctorID  int64
-	PatientID int64
-	RecordID  int64
+	Records  RecordFilter
+	RecordID int64
 }
 
 // Comments stores clinical comments. There is no update or delete.

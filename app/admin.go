@@ -36,6 +36,11 @@ func (a *App) AdminSetUser(ctx context.Context, actor domain.Actor, id int64, op
 	if err := domain.CanAdminister(actor); err != nil {
 		return domain.User{}, err
 	}
+	if op == OpDeactivate {
+		if err := domain.CanDeactivate(actor, id); err != nil {
+			return domain.User{}, err
+		}
+	}
 	u, err := a.store.Users().ByID(ctx, id)
 	if err != nil {
 		return domain.User{}, err

@@ -12,6 +12,7 @@ const (
 	MsgOnlyDoctorsComment = "Only doctors can comment on health records."
 	MsgAdminNoHealthData  = "Administrators cannot access health records."
 	MsgAdminOnly          = MsgNoPermission
+	MsgNoSelfDeactivate   = "You cannot deactivate your own account."
 )
 
 // CanUseRecords refuses admins: they manage accounts, never read health data.
@@ -131,6 +132,15 @@ func CanReadAccessLog(a Actor, r Record) error {
 	}
 	if r.PatientID != a.ID {
 		return Forbidden(MsgOnlyOwnerAccessLog)
+	}
+	return nil
+}
+
+// CanDeactivate: an admin deactivates others, never itself, so the
+// service cannot lose its last console by a slip. EInvalid.
+func CanDeactivate(a Actor, userID int64) error {
+	if a.ID == userID {
+		return Errorf(EInvalid, MsgNoSelfDeactivate)
 	}
 	return nil
 }

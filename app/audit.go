@@ -26,6 +26,22 @@ func (a *App) auditRead(actor domain.Actor, action string, r domain.Record, outc
 	a.audit.add(a.entry(actor, action, r, outcome, a.clock.Now()))
 }
 
+// auditShown queues a list's entries: one per record it showed, so that
+// each record's access log names every list that displayed it. An empty
+// page leaves one entry naming no record: the list is still on file.
+func (a *App) auditShown(actor domain.Actor, action string, shown []domain.Record) {
+	now := a.clock.Now()
+	if len(shown) == 0 {
+		a.audit.add(a.entry(actor, action, domain.Record{}, domain.OutcomeAllowed, now))
+		return
+	}
+	entries := make([]domain.AuditEntry, len(shown))
+	for i, r := range shown {
+		entries[i] = a.entry(actor, action, r, domain.OutcomeAllowed, now)
+	}
+	a.audit.add(entries...)
+}
+
 // auditBatcher buffers read entries and appends them in one transaction
 // per flush. Close flushes what is left, so a clean shutdown loses none;
 // a crash can lose at most one flush interval of reads.
@@ -47,9 +63,9 @@ func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *a
 	return &auditBatcher{store: s, log: log, interval: interval, kick: make(chan struct{}, 1)}
 }
 
-func (b *auditBatcher) add(e domain.AuditEntry) {
+func (b *auditBatcher) add(es ...domain.AuditEntry) {
 	b.mu.Lock()
-	b.pending = append(b.pending, e)
+	b.pending = append(b.pending, es...)
 	full := len(b.pending) >= maxPendingAudit
 	b.mu.Unlock()
 	if full {

@@ -21,7 +21,36 @@ func (a *App) ListComments(ctx context.Context, actor domain.Actor, recordID int
 		return nil, nil, err
 	}
 	items, next := trimPage(items, p, commentCursor)
+	shown, err := a.commentedRecords(ctx, scope, items)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.auditShown(actor, domain.ActionCommentList, shown)
 	return items, next, nil
+}
+
+// commentedRecords are the records whose comments a list showed, each once,
+// in the order the list met them, with their owner for the audit. A record
+// deleted since the list read it is named without its owner.
+func (a *App) commentedRecords(ctx context.Context, scope domain.RecordScope, items []domain.Comment) ([]domain.Record, error) {
+	var out []domain.Record
+	seen := map[int64]bool{}
+	for _, c := range items {
+		if seen[c.RecordID] {
+			continue
+		}
+		seen[c.RecordID] = true
+		r := domain.Record{ID: c.RecordID, PatientID: scope.PatientID}
+		if r.PatientID == 0 {
+			got, err := a.store.Records().Get(ctx, c.RecordID)
+			if err != nil && domain.ErrorCode(err) != domain.ENotFound {
+				return nil, err
+			}
+			r.PatientID = got.PatientID
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func commentCursor(c domain.Comment) domain.Cursor {

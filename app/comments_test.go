@@ -198,6 +198,34 @@ func TestListComments(t *testing.T) {
 		})
 	}
 
+	// One comment.list entry per record whose comments the list showed.
+	t.Run("audited_per_record", func(t *testing.T) {
+		for _, tt := range []struct {
+			name   string
+			actor  domain.User
+			record int64
+			want   []auditShape
+		}{
+			{"doctor", c.doctor, 0, []auditShape{
+				{c.doctor.ID, domain.ActionCommentList, c.record.ID, c.owner.ID, domain.OutcomeAllowed},
+				{c.doctor.ID, domain.ActionCommentList, other.ID, c.otherPatient.ID, domain.OutcomeAllowed},
+			}},
+			{"owner_one_record", c.owner, c.record.ID, []auditShape{
+				{c.owner.ID, domain.ActionCommentList, c.record.ID, c.owner.ID, domain.OutcomeAllowed},
+			}},
+			{"nothing_shown", c.otherDoctor, 0, []auditShape{
+				{c.otherDoctor.ID, domain.ActionCommentList, 0, 0, domain.OutcomeAllowed},
+			}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				before := len(e.flushed(t))
+				_, _, err := e.app.ListComments(ctx, actorOf(tt.actor), tt.record, domain.Page{})
+				require.NoError(t, err)
+				assert.Equal(t, tt.want, shapes(e.flushed(t)[before:]))
+			})
+		}
+	})
+
 	t.Run("paginated", func(t *testing.T) {
 		got, next, err := e.app.ListComments(ctx, actorOf(c.owner), 0, domain.Page{Limit: 1})
 		require.NoError(t, err)

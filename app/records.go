@@ -19,8 +19,8 @@ func (a *App) ListRecords(ctx context.Context, actor domain.Actor, p domain.Page
 	if err != nil {
 		return nil, nil, err
 	}
-	a.auditRead(actor, domain.ActionRecordList, domain.Record{}, domain.OutcomeAllowed)
 	items, next := trimPage(items, p, recordCursor)
+	a.auditShown(actor, domain.ActionRecordList, items)
 	return items, next, nil
 }
 

@@ -98,6 +98,7 @@ const (
 	ActionRecordDelete  = "record.delete"
 	ActionCommentCreate = "comment.create"
 	ActionCommentRead   = "comment.read"
+	ActionCommentList   = "comment.list"
 )
 
 // Audit outcomes.

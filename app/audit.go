@@ -20,6 +20,15 @@ func (a *App) entry(actor domain.Actor, action string, r domain.Record, outcome 
 	}
 }
 
+// event is the entry of a security event: no record, no patient.
+func (a *App) event(actor domain.Actor, action, outcome string) domain.AuditEntry {
+	return a.entry(actor, action, domain.Record{}, outcome, a.clock.Now())
+}
+
+// operator is who acts from the command line: no account, named by its
+// request id.
+var operator = domain.Actor{RequestID: "cli"}
+
 // auditRead queues a read's entry: reads are written in batches shortly
 // after, so a read costs no write transaction of its own.
 func (a *App) auditRead(actor domain.Actor, action string, r domain.Record, outcome string) {

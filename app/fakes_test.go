@@ -568,7 +568,7 @@ func (r *fakeAudit) List(_ context.Context, f ports.AuditFilter, p domain.Page) 
 	var out []domain.AuditEntry
 	for _, e := range r.db.audit {
 		if (f.ActorID == 0 || e.ActorID == f.ActorID) && (f.RecordID == 0 || e.RecordID == f.RecordID) &&
-			(f.PatientID == 0 || e.PatientID == f.PatientID) {
+			(f.PatientID == 0 || e.PatientID == f.PatientID) && (f.Action == "" || e.Action == f.Action) {
 			out = append(out, e)
 		}
 	}

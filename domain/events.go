@@ -99,7 +99,27 @@ const (
 	ActionCommentCreate = "comment.create"
 	ActionCommentRead   = "comment.read"
 	ActionCommentList   = "comment.list"
+
+	// Security events: record and patient are none.
+	ActionSignIn              = "auth.signin"
+	ActionRefreshReuse        = "auth.refresh_reuse"
+	ActionPasswordChange      = "auth.password_change"
+	ActionUserRegister        = "user.register"
+	ActionUserApprove         = "user.approve"
+	ActionUserDeactivate      = "user.deactivate"
+	ActionUserActivate        = "user.activate"
+	ActionUserCreateSuperuser = "user.create_superuser"
+	ActionKeysRotate          = "keys.rotate"
+	ActionOutboxRetry         = "outbox.retry"
 )
+
+// AuditActions lists every action, for filters that must name one.
+var AuditActions = []string{
+	ActionRecordList, ActionRecordRead, ActionRecordCreate, ActionRecordUpdate, ActionRecordDelete,
+	ActionCommentCreate, ActionCommentRead, ActionCommentList,
+	ActionSignIn, ActionRefreshReuse, ActionPasswordChange, ActionUserRegister, ActionUserApprove,
+	ActionUserDeactivate, ActionUserActivate, ActionUserCreateSuperuser, ActionKeysRotate, ActionOutboxRetry,
+}
 
 // Audit outcomes.
 const (

@@ -165,6 +165,7 @@ type AuditFilter struct {
 	ActorID   int64
 	RecordID  int64
 	PatientID int64
+	Action    string
 }
 
 // Audit is the append-only, hash-chained audit trail.

@@ -99,6 +99,7 @@ func testAudit(t *testing.T, open Opener) {
 			entry(1, 10, 100, at(5)), entry(1, 11, 100, at(3)), entry(2, 10, 100, at(3)),
 			entry(2, 20, 200, at(4)), entry(1, 20, 200, at(3)), entry(3, 0, 0, at(6)),
 		}
+		es[1].Action, es[5].Action = domain.ActionRecordList, domain.ActionRecordList
 		require.NoError(t, s.Audit().Append(ctx(t), es[:3]...))
 		require.NoError(t, s.Audit().Append(ctx(t), es[3:]...))
 		want := func(keep func(domain.AuditEntry) bool) []int64 {
@@ -121,6 +122,12 @@ func testAudit(t *testing.T, open Opener) {
 			{"patient", ports.AuditFilter{PatientID: 200}, func(e domain.AuditEntry) bool { return e.PatientID == 200 }},
 			{"actor_and_patient", ports.AuditFilter{ActorID: 1, PatientID: 100}, func(e domain.AuditEntry) bool {
 				return e.ActorID == 1 && e.PatientID == 100
+			}},
+			{"action", ports.AuditFilter{Action: domain.ActionRecordList}, func(e domain.AuditEntry) bool {
+				return e.Action == domain.ActionRecordList
+			}},
+			{"action_and_actor", ports.AuditFilter{Action: domain.ActionRecordRead, ActorID: 2}, func(e domain.AuditEntry) bool {
+				return e.Action == domain.ActionRecordRead && e.ActorID == 2
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

@@ -101,8 +101,33 @@ func (a *App) KeysRotated(ctx context.Context) error {
 	return a.store.Audit().Append(ctx, a.event(operator, domain.ActionKeysRotate, domain.OutcomeAllowed))
 }
 
-// VerifyAudit checks the audit trail's hash chain; it returns the id of the
-// first broken entry, 0 when intact.
+// CheckAudit verifies the audit trail's keyed chain after writing the
+// reads still buffered: how many entries it holds and the first broken
+// one (0 when intact). since, when not nil, is a head kept earlier (`audit
+// head`) that must still be in the chain, which catches a tail deleted
+// together with the head row put back as it was.
+func (a *App) CheckAudit(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
+	if err := a.audit.Flush(ctx); err != nil {
+		return domain.AuditCheck{}, err
+	}
+	return a.store.Audit().Verify(ctx, since)
+}
+
+// VerifyAudit is CheckAudit without a kept head: the id of the first
+// broken entry, 0 when intact.
 func (a *App) VerifyAudit(ctx context.Context) (int64, error) {
-	return a.store.Audit().Verify(ctx)
+	c, err := a.CheckAudit(ctx, nil)
+	return c.FirstBroken, err
+}
+
+// AuditHead is the chain's current head, to keep outside the server. It is
+// given only for a chain that verifies: a head of a broken chain is worth
+// nothing kept.
+func (a *App) AuditHead(ctx context.Context) (domain.AuditHead, domain.AuditCheck, error) {
+	c, err := a.CheckAudit(ctx, nil)
+	if err != nil || !c.OK() {
+		return domain.AuditHead{}, c, err
+	}
+	h, err := a.store.Audit().Head(ctx)
+	return h, c, err
 }

@@ -30,7 +30,13 @@ func (a *App) Register(ctx context.Context, r domain.Registration) (domain.User,
 	if err != nil {
 		return domain.User{}, err
 	}
-	if err := a.store.Users().Create(ctx, &u); err != nil {
+	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		if err := tx.Users().Create(ctx, &u); err != nil {
+			return err
+		}
+		return tx.Audit().Append(ctx, a.event(domain.Actor{ID: u.ID, Role: u.Role}, domain.ActionUserRegister, domain.OutcomeAllowed))
+	})
+	if err != nil {
 		return domain.User{}, err
 	}
 	return u, nil
@@ -67,7 +73,9 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 		a.throttle.release(res) // no guess was checked
 		return TokenPair{}, verr
 	}
+	who := domain.Actor{ID: u.ID, Role: u.Role, RemoteAddr: remoteAddr} // none for an unknown username
 	if err != nil || !ok || !u.Active {
+		a.auditRead(who, domain.ActionSignIn, domain.Record{}, domain.OutcomeDenied)
 		return TokenPair{}, badCredentials()
 	}
 	s := domain.Session{ID: a.newID(), UserID: u.ID, CreatedAt: now.UTC(), ExpiresAt: now.Add(a.cfg.RefreshTTL).UTC()}
@@ -89,6 +97,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 	if err != nil {
 		return TokenPair{}, err
 	}
+	a.auditRead(who, domain.ActionSignIn, domain.Record{}, domain.OutcomeAllowed)
 	return a.issuePair(u.ID, u.Role, s.ID, now)
 }
 
@@ -159,6 +168,7 @@ func (a *App) Refresh(ctx context.Context, refresh string) (TokenPair, error) {
 		if err := a.revokeSession(ctx, s.ID, now); err != nil {
 			return TokenPair{}, err
 		}
+		a.auditRead(domain.Actor{ID: u.ID, Role: u.Role}, domain.ActionRefreshReuse, domain.Record{}, domain.OutcomeDenied)
 		a.log.Warn("refresh token reused; sign-in revoked", "user_id", u.ID)
 		return TokenPair{}, domain.RefreshNotValid()
 	}
@@ -281,18 +291,21 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 		return err
 	}
 	u.PasswordHash = hash
-	return a.updateAndRevoke(ctx, u, actor.SessionID)
+	return a.updateAndRevoke(ctx, u, actor.SessionID, a.event(actor, domain.ActionPasswordChange, domain.OutcomeAllowed))
 }
 
-// updateAndRevoke saves u and revokes its sign-ins but keep ("" for all)
-// in one transaction.
-func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string) error {
+// updateAndRevoke saves u, revokes its sign-ins but keep ("" for all) and
+// appends the change's audit entry in one transaction.
+func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string, entry domain.AuditEntry) error {
 	now := a.clock.Now()
 	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
 		if err := tx.Users().Update(ctx, u); err != nil {
 			return err
 		}
-		return tx.Sessions().RevokeUser(ctx, u.ID, keep, now)
+		if err := tx.Sessions().RevokeUser(ctx, u.ID, keep, now); err != nil {
+			return err
+		}
+		return tx.Audit().Append(ctx, entry)
 	})
 	if err != nil {
 		return err

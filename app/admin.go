@@ -36,29 +36,44 @@ func (a *App) AdminSetUser(ctx context.Context, actor domain.Actor, id int64, op
 	if err := domain.CanAdminister(actor); err != nil {
 		return domain.User{}, err
 	}
+	if op == OpDeactivate {
+		if err := domain.CanDeactivate(actor, id); err != nil {
+			return domain.User{}, err
+		}
+	}
 	u, err := a.store.Users().ByID(ctx, id)
 	if err != nil {
 		return domain.User{}, err
 	}
-	return a.setUser(ctx, u, op)
+	return a.setUser(ctx, actor, u, op)
 }
 
-// setUser applies op. Deactivating revokes every sign-in of the user at
-// once, so their access tokens stop working before they expire.
-func (a *App) setUser(ctx context.Context, u domain.User, op UserOp) (domain.User, error) {
+// setUser applies op for actor (the admin, or the operator), with its
+// audit entry in the same transaction. Deactivating revokes every sign-in
+// of the user at once, so their access tokens stop working before they
+// expire.
+func (a *App) setUser(ctx context.Context, actor domain.Actor, u domain.User, op UserOp) (domain.User, error) {
+	update := func(action string) (domain.User, error) {
+		return u, a.store.WithinTx(ctx, func(tx ports.Tx) error {
+			if err := tx.Users().Update(ctx, u); err != nil {
+				return err
+			}
+			return tx.Audit().Append(ctx, a.event(actor, action, domain.OutcomeAllowed))
+		})
+	}
 	switch op {
 	case OpApprove:
 		if u.Role != domain.RoleDoctor {
 			return domain.User{}, domain.Errorf(domain.EInvalid, "Only doctors need approval.")
 		}
 		u.Approved = true
-		return u, a.store.Users().Update(ctx, u)
+		return update(domain.ActionUserApprove)
 	case OpDeactivate:
 		u.Active = false
-		return u, a.updateAndRevoke(ctx, u, "")
+		return u, a.updateAndRevoke(ctx, u, "", a.event(actor, domain.ActionUserDeactivate, domain.OutcomeAllowed))
 	case OpActivate:
 		u.Active = true
-		return u, a.store.Users().Update(ctx, u)
+		return update(domain.ActionUserActivate)
 	}
 	return domain.User{}, domain.Errorf(domain.EInvalid, "Unknown operation.")
 }
@@ -92,5 +107,5 @@ func (a *App) AdminRetryOutbox(ctx context.Context, actor domain.Actor, id int64
 	if err := domain.CanAdminister(actor); err != nil {
 		return domain.OutboxEvent{}, err
 	}
-	return a.OutboxRetry(ctx, id)
+	return a.retryOutbox(ctx, actor, id)
 }

@@ -232,7 +232,7 @@ func TestRunBackground(t *testing.T) {
 		e.revokeElsewhere(t, e.tokens.claims(t, p.Access).SessionID, e.clock.Now())
 		require.Eventually(t, func() bool {
 			_, err := e.app.Authenticate(ctx, p.Access)
-			return err != nil && len(e.auditEntries()) == 1
+			return err != nil && len(e.auditEntries()) == 2 // the sign-in and the read
 		}, 5*time.Second, 10*time.Millisecond)
 	})
 

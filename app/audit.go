@@ -20,10 +20,35 @@ func (a *App) entry(actor domain.Actor, action string, r domain.Record, outcome 
 	}
 }
 
+// event is the entry of a security event: no record, no patient.
+func (a *App) event(actor domain.Actor, action, outcome string) domain.AuditEntry {
+	return a.entry(actor, action, domain.Record{}, outcome, a.clock.Now())
+}
+
+// operator is who acts from the command line: no account, named by its
+// request id.
+var operator = domain.Actor{RequestID: "cli"}
+
 // auditRead queues a read's entry: reads are written in batches shortly
 // after, so a read costs no write transaction of its own.
 func (a *App) auditRead(actor domain.Actor, action string, r domain.Record, outcome string) {
 	a.audit.add(a.entry(actor, action, r, outcome, a.clock.Now()))
+}
+
+// auditShown queues a list's entries: one per record it showed, so that
+// each record's access log names every list that displayed it. An empty
+// page leaves one entry naming no record: the list is still on file.
+func (a *App) auditShown(actor domain.Actor, action string, shown []domain.Record) {
+	now := a.clock.Now()
+	if len(shown) == 0 {
+		a.audit.add(a.entry(actor, action, domain.Record{}, domain.OutcomeAllowed, now))
+		return
+	}
+	entries := make([]domain.AuditEntry, len(shown))
+	for i, r := range shown {
+		entries[i] = a.entry(actor, action, r, domain.OutcomeAllowed, now)
+	}
+	a.audit.add(entries...)
 }
 
 // auditBatcher buffers read entries and appends them in one transaction
@@ -47,9 +72,9 @@ func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *a
 	return &auditBatcher{store: s, log: log, interval: interval, kick: make(chan struct{}, 1)}
 }
 
-func (b *auditBatcher) add(e domain.AuditEntry) {
+func (b *auditBatcher) add(es ...domain.AuditEntry) {
 	b.mu.Lock()
-	b.pending = append(b.pending, e)
+	b.pending = append(b.pending, es...)
 	full := len(b.pending) >= maxPendingAudit
 	b.mu.Unlock()
 	if full {

@@ -7,23 +7,50 @@ import (
 	"healthrecord/ports"
 )
 
-// ListComments lists a doctor's own comments, or the comments on a
-// patient's records; recordID, when not 0, narrows to one record.
-// EForbidden for admins.
+// ListComments lists the comments on the records the actor sees now (the
+// owner's, or those assigned to the doctor), whoever wrote them; recordID,
+// when not 0, narrows to one record, and a record out of sight gives an
+// empty list, as a missing one does. EForbidden for admins.
 func (a *App) ListComments(ctx context.Context, actor domain.Actor, recordID int64, p domain.Page) ([]domain.Comment, *domain.Cursor, error) {
-	if err := domain.CanUseRecords(actor); err != nil {
+	scope, err := domain.ScopeOf(actor)
+	if err != nil {
 		return nil, nil, err
 	}
-	f := ports.CommentFilter{RecordID: recordID, PatientID: actor.ID}
-	if actor.Role == domain.RoleDoctor {
-		f = ports.CommentFilter{RecordID: recordID, DoctorID: actor.ID}
-	}
-	items, err := a.store.Comments().List(ctx, f, pageQuery(p))
+	items, err := a.store.Comments().List(ctx, ports.CommentFilter{Records: scope, RecordID: recordID}, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}
 	items, next := trimPage(items, p, commentCursor)
+	shown, err := a.commentedRecords(ctx, scope, items)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.auditShown(actor, domain.ActionCommentList, shown)
 	return items, next, nil
+}
+
+// commentedRecords are the records whose comments a list showed, each once,
+// in the order the list met them, with their owner for the audit. A record
+// deleted since the list read it is named without its owner.
+func (a *App) commentedRecords(ctx context.Context, scope domain.RecordScope, items []domain.Comment) ([]domain.Record, error) {
+	var out []domain.Record
+	seen := map[int64]bool{}
+	for _, c := range items {
+		if seen[c.RecordID] {
+			continue
+		}
+		seen[c.RecordID] = true
+		r := domain.Record{ID: c.RecordID, PatientID: scope.PatientID}
+		if r.PatientID == 0 {
+			got, err := a.store.Records().Get(ctx, c.RecordID)
+			if err != nil && domain.ErrorCode(err) != domain.ENotFound {
+				return nil, err
+			}
+			r.PatientID = got.PatientID
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func commentCursor(c domain.Comment) domain.Cursor {
@@ -68,8 +95,9 @@ func (a *App) CreateComment(ctx context.Context, actor domain.Actor, recordID in
 	return out, err
 }
 
-// GetComment returns a comment to its author or to the owner of its
-// record; anyone else gets ENotFound.
+// GetComment returns a comment to whoever sees its record now (the owner,
+// the doctor assigned); anyone else, its author included once the record
+// was reassigned, gets ENotFound.
 func (a *App) GetComment(ctx context.Context, actor domain.Actor, id int64) (domain.Comment, error) {
 	if err := domain.CanUseRecords(actor); err != nil {
 		return domain.Comment{}, err
@@ -82,9 +110,9 @@ func (a *App) GetComment(ctx context.Context, actor domain.Actor, id int64) (dom
 	if err != nil {
 		return domain.Comment{}, err
 	}
-	if !domain.CanViewComment(actor, c, r) {
+	if err := domain.CanReadRecord(actor, r); err != nil {
 		a.auditRead(actor, domain.ActionCommentRead, r, domain.OutcomeDenied)
-		return domain.Comment{}, domain.NotFound()
+		return domain.Comment{}, err
 	}
 	a.auditRead(actor, domain.ActionCommentRead, r, domain.OutcomeAllowed)
 	return c, nil

@@ -127,9 +127,11 @@ func TestGetComment(t *testing.T) {
 		code    domain.Code
 		outcome string
 	}{
-		{"author", c.otherDoctor, "", domain.OutcomeAllowed},
+		// Comments follow their record: the author, no longer assigned,
+		// loses it; the doctor assigned now sees it.
+		{"author_no_longer_assigned", c.otherDoctor, domain.ENotFound, domain.OutcomeDenied},
 		{"record_owner", c.owner, "", domain.OutcomeAllowed},
-		{"assigned_doctor_not_author", c.doctor, domain.ENotFound, domain.OutcomeDenied},
+		{"assigned_doctor_not_author", c.doctor, "", domain.OutcomeAllowed},
 		{"other_patient", c.otherPatient, domain.ENotFound, domain.OutcomeDenied},
 	}
 	for _, tt := range tests {
@@ -177,9 +179,12 @@ func TestListComments(t *testing.T) {
 		record int64
 		want   []domain.Comment
 	}{
-		{"doctor_own_comments", c.doctor, 0, []domain.Comment{c2, c1}},
-		{"doctor_one_record", c.doctor, c.record.ID, []domain.Comment{c1}},
-		{"other_doctor", c.otherDoctor, 0, []domain.Comment{c3}},
+		// The doctor assigned now sees every comment on its records, the
+		// former author none.
+		{"doctor_assigned_records", c.doctor, 0, []domain.Comment{c3, c2, c1}},
+		{"doctor_one_record", c.doctor, c.record.ID, []domain.Comment{c3, c1}},
+		{"author_no_longer_assigned", c.otherDoctor, 0, nil},
+		{"author_filter_on_record_it_left", c.otherDoctor, c.record.ID, nil},
 		{"patient_comments_on_own_records", c.owner, 0, []domain.Comment{c3, c1}},
 		{"other_patient", c.otherPatient, 0, []domain.Comment{c2}},
 		{"patient_filter_on_someone_elses_record", c.otherPatient, c.record.ID, nil},
@@ -192,6 +197,34 @@ func TestListComments(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+
+	// One comment.list entry per record whose comments the list showed.
+	t.Run("audited_per_record", func(t *testing.T) {
+		for _, tt := range []struct {
+			name   string
+			actor  domain.User
+			record int64
+			want   []auditShape
+		}{
+			{"doctor", c.doctor, 0, []auditShape{
+				{c.doctor.ID, domain.ActionCommentList, c.record.ID, c.owner.ID, domain.OutcomeAllowed},
+				{c.doctor.ID, domain.ActionCommentList, other.ID, c.otherPatient.ID, domain.OutcomeAllowed},
+			}},
+			{"owner_one_record", c.owner, c.record.ID, []auditShape{
+				{c.owner.ID, domain.ActionCommentList, c.record.ID, c.owner.ID, domain.OutcomeAllowed},
+			}},
+			{"nothing_shown", c.otherDoctor, 0, []auditShape{
+				{c.otherDoctor.ID, domain.ActionCommentList, 0, 0, domain.OutcomeAllowed},
+			}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				before := len(e.flushed(t))
+				_, _, err := e.app.ListComments(ctx, actorOf(tt.actor), tt.record, domain.Page{})
+				require.NoError(t, err)
+				assert.Equal(t, tt.want, shapes(e.flushed(t)[before:]))
+			})
+		}
+	})
 
 	t.Run("paginated", func(t *testing.T) {
 		got, next, err := e.app.ListComments(ctx, actorOf(c.owner), 0, domain.Page{Limit: 1})

@@ -408,9 +408,7 @@ func (r *fakeComments) List(_ context.Context, f ports.CommentFilter, p domain.P
 	defer r.db.mu.Unlock()
 	var out []domain.Comment
 	for _, c := range r.db.comments {
-		owner := r.db.records[c.RecordID].PatientID
-		if (f.DoctorID == 0 || c.DoctorID == f.DoctorID) && (f.PatientID == 0 || owner == f.PatientID) &&
-			(f.RecordID == 0 || c.RecordID == f.RecordID) {
+		if f.Records.Contains(r.db.records[c.RecordID]) && (f.RecordID == 0 || c.RecordID == f.RecordID) {
 			out = append(out, c)
 		}
 	}
@@ -560,7 +558,7 @@ func (r *fakeAudit) Append(_ context.Context, entries ...domain.AuditEntry) erro
 			prev = r.db.audit[n-1].Hash
 		}
 		e.ID = int64(len(r.db.audit) + 1)
-		e.PrevHash, e.Hash = prev, e.ChainHash(prev)
+		e.PrevHash, e.Hash = prev, domain.NewAuditHasher(fakeAuditKey).Entry(e, prev)
 		r.db.audit = append(r.db.audit, e)
 		r.db.auditInTx = append(r.db.auditInTx, r.inTx)
 	}
@@ -576,24 +574,43 @@ func (r *fakeAudit) List(_ context.Context, f ports.AuditFilter, p domain.Page) 
 	var out []domain.AuditEntry
 	for _, e := range r.db.audit {
 		if (f.ActorID == 0 || e.ActorID == f.ActorID) && (f.RecordID == 0 || e.RecordID == f.RecordID) &&
-			(f.PatientID == 0 || e.PatientID == f.PatientID) {
+			(f.PatientID == 0 || e.PatientID == f.PatientID) && (f.Action == "" || e.Action == f.Action) {
 			out = append(out, e)
 		}
 	}
 	return page(out, auditCursor, p), nil
 }
 
-func (r *fakeAudit) Verify(context.Context) (int64, error) {
+// fakeAuditKey keys the fake's chain.
+var fakeAuditKey = domain.AuditKey("fake audit key, 32 bytes or more")
+
+func (r *fakeAudit) Head(context.Context) (domain.AuditHead, error) {
 	r.db.mu.Lock()
 	defer r.db.mu.Unlock()
-	prev := ""
+	if n := len(r.db.audit); n > 0 {
+		return domain.AuditHead{ID: r.db.audit[n-1].ID, Hash: r.db.audit[n-1].Hash}, nil
+	}
+	return domain.AuditHead{}, nil
+}
+
+func (r *fakeAudit) Verify(_ context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
+	r.db.mu.Lock()
+	defer r.db.mu.Unlock()
+	h := domain.NewAuditHasher(fakeAuditKey)
+	c := domain.AuditCheck{Entries: int64(len(r.db.audit))}
+	prev, found := "", since == nil
 	for _, e := range r.db.audit {
-		if e.PrevHash != prev || e.Hash != e.ChainHash(prev) {
-			return e.ID, nil
+		if e.PrevHash != prev || e.Hash != h.Entry(e, prev) {
+			c.FirstBroken = e.ID
+			return c, nil
 		}
+		found = found || (e.ID == since.ID && e.Hash == since.Hash)
 		prev = e.Hash
 	}
-	return 0, nil
+	if !found {
+		c.FirstBroken = min(since.ID, c.Entries+1)
+	}
+	return c, nil
 }
 
 // fakeSessions implements ports.Sessions.

@@ -27,7 +27,15 @@ func (a *App) CreateSuperuser(ctx context.Context, username, email, password str
 		return domain.User{}, err
 	}
 	u.Role, u.Approved = domain.RoleAdmin, true
-	if err := a.store.Users().Create(ctx, &u); err != nil {
+	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		if err := tx.Users().Create(ctx, &u); err != nil {
+			return err
+		}
+		created := operator
+		created.ID, created.Role = u.ID, u.Role
+		return tx.Audit().Append(ctx, a.event(created, domain.ActionUserCreateSuperuser, domain.OutcomeAllowed))
+	})
+	if err != nil {
 		return domain.User{}, err
 	}
 	return u, nil
@@ -39,7 +47,7 @@ func (a *App) SetUserByName(ctx context.Context, username string, op UserOp) (do
 	if err != nil {
 		return domain.User{}, err
 	}
-	return a.setUser(ctx, u, op)
+	return a.setUser(ctx, operator, u, op)
 }
 
 // ListUsers lists accounts for the operator.
@@ -70,11 +78,56 @@ func (a *App) OutboxList(ctx context.Context, state string, p domain.Page) ([]do
 
 // OutboxRetry puts a dead event back to pending. ENotFound, EConflict.
 func (a *App) OutboxRetry(ctx context.Context, id int64) (domain.OutboxEvent, error) {
-	return a.store.Outbox().Retry(ctx, id, a.clock.Now())
+	return a.retryOutbox(ctx, operator, id)
 }
 
-// VerifyAudit checks the audit trail's hash chain; it returns the id of the
-// first broken entry, 0 when intact.
+// retryOutbox retries for actor, with the audit entry in the same
+// transaction.
+func (a *App) retryOutbox(ctx context.Context, actor domain.Actor, id int64) (domain.OutboxEvent, error) {
+	var ev domain.OutboxEvent
+	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		var err error
+		if ev, err = tx.Outbox().Retry(ctx, id, a.clock.Now()); err != nil {
+			return err
+		}
+		return tx.Audit().Append(ctx, a.event(actor, domain.ActionOutboxRetry, domain.OutcomeAllowed))
+	})
+	return ev, err
+}
+
+// KeysRotated records that the operator rotated the token signing key
+// (the key file is the token adapter's; the trail is ours).
+func (a *App) KeysRotated(ctx context.Context) error {
+	return a.store.Audit().Append(ctx, a.event(operator, domain.ActionKeysRotate, domain.OutcomeAllowed))
+}
+
+// CheckAudit verifies the audit trail's keyed chain after writing the
+// reads still buffered: how many entries it holds and the first broken
+// one (0 when intact). since, when not nil, is a head kept earlier (`audit
+// head`) that must still be in the chain, which catches a tail deleted
+// together with the head row put back as it was.
+func (a *App) CheckAudit(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
+	if err := a.audit.Flush(ctx); err != nil {
+		return domain.AuditCheck{}, err
+	}
+	return a.store.Audit().Verify(ctx, since)
+}
+
+// VerifyAudit is CheckAudit without a kept head: the id of the first
+// broken entry, 0 when intact.
 func (a *App) VerifyAudit(ctx context.Context) (int64, error) {
-	return a.store.Audit().Verify(ctx)
+	c, err := a.CheckAudit(ctx, nil)
+	return c.FirstBroken, err
+}
+
+// AuditHead is the chain's current head, to keep outside the server. It is
+// given only for a chain that verifies: a head of a broken chain is worth
+// nothing kept.
+func (a *App) AuditHead(ctx context.Context) (domain.AuditHead, domain.AuditCheck, error) {
+	c, err := a.CheckAudit(ctx, nil)
+	if err != nil || !c.OK() {
+		return domain.AuditHead{}, c, err
+	}
+	h, err := a.store.Audit().Head(ctx)
+	return h, c, err
 }

@@ -10,20 +10,17 @@ import (
 // ListRecords lists what the actor may see, filtered in SQL: a patient's
 // own records, or those assigned to a doctor. EForbidden for admins.
 func (a *App) ListRecords(ctx context.Context, actor domain.Actor, p domain.Page) ([]domain.Record, *domain.Cursor, error) {
-	if err := domain.CanUseRecords(actor); err != nil {
+	scope, err := domain.ScopeOf(actor)
+	if err != nil {
 		a.auditRead(actor, domain.ActionRecordList, domain.Record{}, domain.OutcomeDenied)
 		return nil, nil, err
 	}
-	f := ports.RecordFilter{PatientID: actor.ID}
-	if actor.Role == domain.RoleDoctor {
-		f = ports.RecordFilter{DoctorID: actor.ID}
-	}
-	items, err := a.store.Records().List(ctx, f, pageQuery(p))
+	items, err := a.store.Records().List(ctx, scope, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}
-	a.auditRead(actor, domain.ActionRecordList, domain.Record{}, domain.OutcomeAllowed)
 	items, next := trimPage(items, p, recordCursor)
+	a.auditShown(actor, domain.ActionRecordList, items)
 	return items, next, nil
 }
 

@@ -230,13 +230,32 @@ func TestListRecords(t *testing.T) {
 		assert.Equal(t, auditShape{c.admin.ID, domain.ActionRecordList, 0, 0, domain.OutcomeDenied}, shapes(entries[before:])[0])
 	})
 
-	t.Run("lists_are_audited_after_a_flush", func(t *testing.T) {
+	// A list names what it showed: one entry per record on the page, so
+	// each record's access log shows the list.
+	t.Run("lists_are_audited_per_record_after_a_flush", func(t *testing.T) {
 		before := len(e.flushed(t))
 		_, _, err := e.app.ListRecords(ctx, actorOf(c.doctor), domain.Page{})
 		require.NoError(t, err)
 		assert.Len(t, e.auditEntries(), before, "buffered, not yet written")
 		entries := e.flushed(t)
-		assert.Equal(t, []auditShape{{c.doctor.ID, domain.ActionRecordList, 0, 0, domain.OutcomeAllowed}}, shapes(entries[before:]))
+		assert.Equal(t, []auditShape{
+			{c.doctor.ID, domain.ActionRecordList, theirs.ID, c.otherPatient.ID, domain.OutcomeAllowed},
+			{c.doctor.ID, domain.ActionRecordList, c.record.ID, c.owner.ID, domain.OutcomeAllowed},
+		}, shapes(entries[before:]))
+	})
+	t.Run("only_the_page_is_audited", func(t *testing.T) {
+		before := len(e.flushed(t))
+		_, _, err := e.app.ListRecords(ctx, actorOf(c.owner), domain.Page{Limit: 1})
+		require.NoError(t, err)
+		assert.Equal(t, []auditShape{{c.owner.ID, domain.ActionRecordList, mine.ID, c.owner.ID, domain.OutcomeAllowed}},
+			shapes(e.flushed(t)[before:]))
+	})
+	t.Run("an_empty_list_is_still_on_file", func(t *testing.T) {
+		before := len(e.flushed(t))
+		_, _, err := e.app.ListRecords(ctx, actorOf(c.pendingDoctor), domain.Page{})
+		require.NoError(t, err)
+		assert.Equal(t, []auditShape{{c.pendingDoctor.ID, domain.ActionRecordList, 0, 0, domain.OutcomeAllowed}},
+			shapes(e.flushed(t)[before:]))
 	})
 
 	t.Run("store_fails", func(t *testing.T) {

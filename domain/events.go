@@ -1,11 +1,12 @@
 package domain
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -98,7 +99,28 @@ const (
 	ActionRecordDelete  = "record.delete"
 	ActionCommentCreate = "comment.create"
 	ActionCommentRead   = "comment.read"
+	ActionCommentList   = "comment.list"
+
+	// Security events: record and patient are none.
+	ActionSignIn              = "auth.signin"
+	ActionRefreshReuse        = "auth.refresh_reuse"
+	ActionPasswordChange      = "auth.password_change"
+	ActionUserRegister        = "user.register"
+	ActionUserApprove         = "user.approve"
+	ActionUserDeactivate      = "user.deactivate"
+	ActionUserActivate        = "user.activate"
+	ActionUserCreateSuperuser = "user.create_superuser"
+	ActionKeysRotate          = "keys.rotate"
+	ActionOutboxRetry         = "outbox.retry"
 )
+
+// AuditActions lists every action, for filters that must name one.
+var AuditActions = []string{
+	ActionRecordList, ActionRecordRead, ActionRecordCreate, ActionRecordUpdate, ActionRecordDelete,
+	ActionCommentCreate, ActionCommentRead, ActionCommentList,
+	ActionSignIn, ActionRefreshReuse, ActionPasswordChange, ActionUserRegister, ActionUserApprove,
+	ActionUserDeactivate, ActionUserActivate, ActionUserCreateSuperuser, ActionKeysRotate, ActionOutboxRetry,
+}
 
 // Audit outcomes.
 const (
@@ -122,24 +144,111 @@ type AuditEntry struct {
 	Hash       string
 }
 
-// ChainHash is the entry's hash: SHA-256 over the previous entry's hash and
-// every field, so editing or deleting an entry breaks the chain after it.
-func (e AuditEntry) ChainHash(prev string) string {
-	var b strings.Builder
-	for _, f := range []string{
-		prev, strconv.FormatInt(e.ID, 10), e.At.UTC().Format(time.RFC3339Nano),
-		strconv.FormatInt(e.ActorID, 10), string(e.ActorRole), e.Action,
-		strconv.FormatInt(e.RecordID, 10), strconv.FormatInt(e.PatientID, 10),
-		e.Outcome, e.RequestID, e.RemoteAddr,
-	} {
-		b.WriteString(strconv.Itoa(len(f)))
-		b.WriteByte(':')
-		b.WriteString(f)
-		b.WriteByte('|')
-	}
-	sum := sha256.Sum256([]byte(b.String()))
+// LegacyChainHash is the entry's hash as revision 1 chained it: SHA-256,
+// unkeyed, over the previous hash and every field. Anyone who can write
+// the database can recompute it, so it serves only to verify an old chain
+// before re-keying it.
+func (e AuditEntry) LegacyChainHash(prev string) string {
+	sum := sha256.Sum256(appendAuditFields(nil, e, prev))
 	return hex.EncodeToString(sum[:])
 }
+
+// appendAuditFields appends prev and every field of e, each prefixed with
+// its length, so that no two entries encode alike.
+func appendAuditFields(b []byte, e AuditEntry, prev string) []byte {
+	field := func(f string) {
+		b = strconv.AppendInt(b, int64(len(f)), 10)
+		b = append(b, ':')
+		b = append(b, f...)
+		b = append(b, '|')
+	}
+	num := func(n int64) {
+		var tmp [20]byte
+		field(string(strconv.AppendInt(tmp[:0], n, 10)))
+	}
+	field(prev)
+	num(e.ID)
+	var tmp [40]byte
+	field(string(e.At.UTC().AppendFormat(tmp[:0], time.RFC3339Nano)))
+	num(e.ActorID)
+	field(string(e.ActorRole))
+	field(e.Action)
+	num(e.RecordID)
+	num(e.PatientID)
+	field(e.Outcome)
+	field(e.RequestID)
+	field(e.RemoteAddr)
+	return b
+}
+
+// AuditKey is the secret the audit chain is keyed with. It is kept outside
+// the database, so that someone who can write the database but not read
+// the key cannot forge, re-chain or truncate entries unseen.
+type AuditKey []byte
+
+// MinAuditKeyLen is the shortest key accepted: the hash's size.
+const MinAuditKeyLen = 32
+
+// AuditHasher computes the keyed chain: each entry's hash is an
+// HMAC-SHA256 over the previous hash and the entry's fields, and the head
+// (the last entry's id and hash) carries an HMAC of its own, so a head
+// moved back to an earlier entry does not verify. It reuses its buffers:
+// not safe for concurrent use.
+type AuditHasher struct {
+	mac hash.Hash
+	buf []byte
+	sum []byte
+}
+
+// NewAuditHasher hashes under k.
+func NewAuditHasher(k AuditKey) *AuditHasher {
+	return &AuditHasher{mac: hmac.New(sha256.New, k)}
+}
+
+// Domain separation: an entry's hash can never pass for a head's.
+const (
+	auditEntryTag = "healthrecord audit entry v2|"
+	auditHeadTag  = "healthrecord audit head v2|"
+)
+
+// Entry is e's hash chained to prev.
+func (h *AuditHasher) Entry(e AuditEntry, prev string) string {
+	h.buf = appendAuditFields(append(h.buf[:0], auditEntryTag...), e, prev)
+	return h.digest()
+}
+
+// Head is the MAC of a chain whose last entry is id with hash (0 and ""
+// for an empty chain).
+func (h *AuditHasher) Head(id int64, hash string) string {
+	b := strconv.AppendInt(append(h.buf[:0], auditHeadTag...), id, 10)
+	h.buf = append(append(b, '|'), hash...)
+	return h.digest()
+}
+
+func (h *AuditHasher) digest() string {
+	h.mac.Reset()
+	h.mac.Write(h.buf)
+	h.sum = h.mac.Sum(h.sum[:0])
+	return hex.EncodeToString(h.sum)
+}
+
+// AuditHead is the chain's last entry, as `audit head` prints it for
+// keeping outside the server.
+type AuditHead struct {
+	ID   int64
+	Hash string
+}
+
+// AuditCheck is the outcome of verifying the chain: how many entries it
+// holds and the first one that is broken (edited, deleted, re-chained, or
+// missing since a head kept earlier), 0 when intact.
+type AuditCheck struct {
+	Entries     int64
+	FirstBroken int64
+}
+
+// OK reports whether the chain verified.
+func (c AuditCheck) OK() bool { return c.FirstBroken == 0 }
 
 // Session is one sign-in: the family of refresh tokens rotated from one
 // password check, and the access tokens issued with them.

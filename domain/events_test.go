@@ -1,8 +1,13 @@
 package domain_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,32 +70,83 @@ func TestBackoff(t *testing.T) {
 	})
 }
 
-func TestAuditEntry_ChainHash(t *testing.T) {
+// revision1Hash is the chain hash as revision 1 computed it, copied here:
+// an old chain must verify byte for byte before it is re-keyed.
+func revision1Hash(e domain.AuditEntry, prev string) string {
+	var b strings.Builder
+	for _, f := range []string{
+		prev, strconv.FormatInt(e.ID, 10), e.At.UTC().Format(time.RFC3339Nano),
+		strconv.FormatInt(e.ActorID, 10), string(e.ActorRole), e.Action,
+		strconv.FormatInt(e.RecordID, 10), strconv.FormatInt(e.PatientID, 10),
+		e.Outcome, e.RequestID, e.RemoteAddr,
+	} {
+		b.WriteString(strconv.Itoa(len(f)))
+		b.WriteByte(':')
+		b.WriteString(f)
+		b.WriteByte('|')
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestAuditEntry_Hashes(t *testing.T) {
 	at := time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
 	base := domain.AuditEntry{
 		ID: 7, At: at, ActorID: 1, ActorRole: domain.RolePatient, Action: domain.ActionRecordRead,
 		RecordID: 5, PatientID: 1, Outcome: domain.OutcomeAllowed, RequestID: "req-1", RemoteAddr: "10.0.0.1",
 	}
 	const prev = "abc123"
-	h := base.ChainHash(prev)
+	key := domain.AuditKey(bytes.Repeat([]byte{1}, 32))
+	keyed := domain.NewAuditHasher(key)
 
+	t.Run("legacy_is_revision_1", func(t *testing.T) {
+		assert.Equal(t, revision1Hash(base, prev), base.LegacyChainHash(prev))
+		assert.Equal(t, revision1Hash(base, ""), base.LegacyChainHash(""))
+	})
+	t.Run("keyed_is_hmac_under_the_key", func(t *testing.T) {
+		h := keyed.Entry(base, prev)
+		assert.NotEqual(t, base.LegacyChainHash(prev), h)
+		assert.NotEqual(t, h, domain.NewAuditHasher(domain.AuditKey(bytes.Repeat([]byte{2}, 32))).Entry(base, prev), "another key")
+		assert.Equal(t, h, domain.NewAuditHasher(key).Entry(base, prev), "a fresh hasher agrees")
+	})
+	t.Run("head_is_keyed", func(t *testing.T) {
+		h := keyed.Head(7, "abc")
+		assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{64}$`), h)
+		assert.Equal(t, h, keyed.Head(7, "abc"))
+		assert.NotEqual(t, h, keyed.Head(6, "abc"))
+		assert.NotEqual(t, h, keyed.Head(7, "abd"))
+		assert.NotEqual(t, h, domain.NewAuditHasher(domain.AuditKey(bytes.Repeat([]byte{2}, 32))).Head(7, "abc"))
+		assert.NotEqual(t, keyed.Entry(base, prev), keyed.Head(base.ID, prev), "an entry hash never passes for a head")
+	})
+
+	for name, hash := range map[string]func(e domain.AuditEntry, prev string) string{
+		"legacy": func(e domain.AuditEntry, prev string) string { return e.LegacyChainHash(prev) },
+		"keyed":  keyed.Entry,
+	} {
+		t.Run(name, func(t *testing.T) { testChainHash(t, base, prev, hash) })
+	}
+}
+
+// testChainHash holds a chain hash to what the chain relies on.
+func testChainHash(t *testing.T, base domain.AuditEntry, prev string, hash func(e domain.AuditEntry, prev string) string) {
+	h := hash(base, prev)
 	t.Run("deterministic_hex_sha256", func(t *testing.T) {
-		assert.Equal(t, h, base.ChainHash(prev))
+		assert.Equal(t, h, hash(base, prev))
 		assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{64}$`), h)
 	})
 	t.Run("same_instant_in_another_zone", func(t *testing.T) {
 		e := base
-		e.At = at.In(time.FixedZone("X", 3600))
-		assert.Equal(t, h, e.ChainHash(prev))
+		e.At = base.At.In(time.FixedZone("X", 3600))
+		assert.Equal(t, h, hash(e, prev))
 	})
 	t.Run("stored_hash_fields_not_hashed", func(t *testing.T) {
 		e := base
 		e.PrevHash, e.Hash = "x", "y"
-		assert.Equal(t, h, e.ChainHash(prev))
+		assert.Equal(t, h, hash(e, prev))
 	})
 	t.Run("prev_changes_it", func(t *testing.T) {
-		assert.NotEqual(t, h, base.ChainHash("abc124"))
-		assert.NotEqual(t, h, base.ChainHash(""))
+		assert.NotEqual(t, h, hash(base, "abc124"))
+		assert.NotEqual(t, h, hash(base, ""))
 	})
 
 	mutations := []struct {
@@ -116,7 +172,7 @@ func TestAuditEntry_ChainHash(t *testing.T) {
 		t.Run("field_"+m.name, func(t *testing.T) {
 			e := base
 			m.f(&e)
-			got := e.ChainHash(prev)
+			got := hash(e, prev)
 			if other, dup := seen[got]; dup {
 				t.Fatalf("hash of %s equals hash of %s", m.name, other)
 			}

@@ -12,6 +12,7 @@ const (
 	MsgOnlyDoctorsComment = "Only doctors can comment on health records."
 	MsgAdminNoHealthData  = "Administrators cannot access health records."
 	MsgAdminOnly          = MsgNoPermission
+	MsgNoSelfDeactivate   = "You cannot deactivate your own account."
 )
 
 // CanUseRecords refuses admins: they manage accounts, never read health data.
@@ -33,15 +34,42 @@ func CanCreateRecord(a Actor) error {
 	return nil
 }
 
-// CanView: the owner, or the doctor the record is assigned to.
-func CanView(a Actor, r Record) bool {
+// RecordScope is the one visibility rule, per role: the records a patient
+// owns, or those assigned to a doctor now. A record's comments are visible
+// exactly when the record is. Stores apply it in SQL for lists; Contains
+// applies it to one record. Exactly one field is set.
+type RecordScope struct {
+	PatientID int64
+	DoctorID  int64
+}
+
+// ScopeOf is what a may see. Admins (and unknown roles) see no health
+// data: EForbidden.
+func ScopeOf(a Actor) (RecordScope, error) {
 	switch a.Role {
 	case RolePatient:
-		return r.PatientID == a.ID
+		return RecordScope{PatientID: a.ID}, nil
 	case RoleDoctor:
-		return r.DoctorID != 0 && r.DoctorID == a.ID
+		return RecordScope{DoctorID: a.ID}, nil
+	}
+	return RecordScope{}, Forbidden(MsgAdminNoHealthData)
+}
+
+// Contains reports whether r is in the scope.
+func (s RecordScope) Contains(r Record) bool {
+	switch {
+	case s.PatientID != 0:
+		return r.PatientID == s.PatientID
+	case s.DoctorID != 0:
+		return r.DoctorID == s.DoctorID
 	}
 	return false
+}
+
+// CanView: the owner, or the doctor the record is assigned to now.
+func CanView(a Actor, r Record) bool {
+	s, err := ScopeOf(a)
+	return err == nil && s.Contains(r)
 }
 
 // CanChange covers update and delete: only the owner. The assigned doctor
@@ -94,17 +122,6 @@ func CanComment(a Actor, r Record) error {
 	return nil
 }
 
-// CanViewComment: the comment's author, or the owner of its record.
-func CanViewComment(a Actor, c Comment, r Record) bool {
-	switch a.Role {
-	case RoleDoctor:
-		return c.DoctorID == a.ID
-	case RolePatient:
-		return r.PatientID == a.ID
-	}
-	return false
-}
-
 // CanReadAccessLog: only the record's owner reads who touched it.
 func CanReadAccessLog(a Actor, r Record) error {
 	if err := CanUseRecords(a); err != nil {
@@ -115,6 +132,15 @@ func CanReadAccessLog(a Actor, r Record) error {
 	}
 	if r.PatientID != a.ID {
 		return Forbidden(MsgOnlyOwnerAccessLog)
+	}
+	return nil
+}
+
+// CanDeactivate: an admin deactivates others, never itself, so the
+// service cannot lose its last console by a slip. EInvalid.
+func CanDeactivate(a Actor, userID int64) error {
+	if a.ID == userID {
+		return Errorf(EInvalid, MsgNoSelfDeactivate)
 	}
 	return nil
 }

@@ -228,29 +228,38 @@ func TestCanUseRecords(t *testing.T) {
 	})
 }
 
-func TestCanViewComment(t *testing.T) {
-	// The comment was written by doctor 11 while assigned; the record has
-	// since been reassigned to doctor 10.
-	byOther := domain.Comment{ID: 1, RecordID: assigned.ID, DoctorID: otherDoc.ID}
-	byAssigned := domain.Comment{ID: 2, RecordID: assigned.ID, DoctorID: assignedDoc.ID}
+// TestRecordScope: one rule for records and their comments, per role.
+// The record was assigned to doctor 11 (who may have commented on it) and
+// has since been reassigned to doctor 10: only the doctor assigned now
+// sees it, and so its comments.
+func TestRecordScope(t *testing.T) {
 	tests := []struct {
-		name    string
-		actor   domain.Actor
-		comment domain.Comment
-		want    bool
+		name  string
+		actor domain.Actor
+		scope domain.RecordScope
+		sees  bool
 	}{
-		{"record_owner", owner, byAssigned, true},
-		{"record_owner/comment_by_previous_doctor", owner, byOther, true},
-		{"other_patient", otherPatient, byAssigned, false},
-		{"author", assignedDoc, byAssigned, true},
-		{"author_no_longer_assigned", otherDoc, byOther, true},
-		{"assigned_doctor_not_author", assignedDoc, byOther, false},
-		{"other_doctor", otherDoc, byAssigned, false},
-		{"admin", admin, byAssigned, false},
+		{"owner", owner, domain.RecordScope{PatientID: owner.ID}, true},
+		{"other_patient", otherPatient, domain.RecordScope{PatientID: otherPatient.ID}, false},
+		{"assigned_doctor", assignedDoc, domain.RecordScope{DoctorID: assignedDoc.ID}, true},
+		{"former_doctor", otherDoc, domain.RecordScope{DoctorID: otherDoc.ID}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, domain.CanViewComment(tt.actor, tt.comment, assigned))
+			s, err := domain.ScopeOf(tt.actor)
+			require.NoError(t, err)
+			assert.Equal(t, tt.scope, s)
+			assert.Equal(t, tt.sees, s.Contains(assigned))
+			assert.Equal(t, tt.sees, domain.CanView(tt.actor, assigned))
 		})
 	}
+	t.Run("admin", func(t *testing.T) {
+		_, err := domain.ScopeOf(admin)
+		assertPolicy(t, adminNo, err)
+		assert.False(t, domain.CanView(admin, assigned))
+	})
+	t.Run("unassigned_record", func(t *testing.T) {
+		assert.False(t, domain.RecordScope{DoctorID: assignedDoc.ID}.Contains(unassigned))
+		assert.False(t, domain.RecordScope{}.Contains(unassigned), "an empty scope holds nothing")
+	})
 }

@@ -81,12 +81,10 @@ type Users interface {
 	List(ctx context.Context, f UserFilter, p domain.Page) ([]domain.User, error)
 }
 
-// RecordFilter selects records; exactly one of PatientID or DoctorID is set
-// by the app, so lists are filtered by actor in SQL.
-type RecordFilter struct {
-	PatientID int64
-	DoctorID  int64
-}
+// RecordFilter selects records: the actor's scope (the one visibility
+// rule, domain.ScopeOf), so lists are filtered by actor in SQL. Exactly one
+// of PatientID or DoctorID is set.
+type RecordFilter = domain.RecordScope
 
 // Records stores health records. Records returned carry their comments,
 // oldest first.
@@ -103,12 +101,12 @@ type Records interface {
 	List(ctx context.Context, f RecordFilter, p domain.Page) ([]domain.Record, error)
 }
 
-// CommentFilter selects comments; zero fields do not filter. The app always
-// sets DoctorID or PatientID (the record's owner).
+// CommentFilter selects the comments on the records Records selects (the
+// actor's scope, always set by the app: a comment is visible exactly when
+// its record is), on one record when RecordID is not 0.
 type CommentFilter struct {
-	DoctorID  int64
-	PatientID int64
-	RecordID  int64
+	Records  RecordFilter
+	RecordID int64
 }
 
 // Comments stores clinical comments. There is no update or delete.
@@ -169,20 +167,27 @@ type AuditFilter struct {
 	ActorID   int64
 	RecordID  int64
 	PatientID int64
+	Action    string
 }
 
-// Audit is the append-only, hash-chained audit trail.
+// Audit is the append-only audit trail, a chain keyed under a key the
+// adapter holds (kept outside the database).
 type Audit interface {
 	// Append stores entries in order, setting each one's ID, PrevHash and
-	// Hash so that it chains to the entry before it.
+	// Hash so that it chains to the entry before it, and moves the keyed
+	// head.
 	Append(ctx context.Context, entries ...domain.AuditEntry) error
 	// List returns entries newest first.
 	List(ctx context.Context, f AuditFilter, p domain.Page) ([]domain.AuditEntry, error)
-	// Verify walks the whole chain and returns the id of the first entry
-	// whose hash or link does not match (0 when intact). A deleted entry
-	// shows as a broken link at the entry after it (or a missing tail, see
-	// the adapter).
-	Verify(ctx context.Context) (brokenID int64, err error)
+	// Head returns the chain's last entry as the head records it (zero for
+	// an empty chain), without verifying it.
+	Head(ctx context.Context) (domain.AuditHead, error)
+	// Verify walks the whole chain under the key: ids without gaps, each
+	// link, each hash, and the head's MAC. since, when not nil, is a head
+	// kept earlier that must still be in the chain. A deleted entry shows
+	// as a break at the entry after it; a truncated tail at the head, or
+	// at the first entry missing since the head kept.
+	Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error)
 }
 
 // RevokedSession is a sign-in that was revoked, when, and the revocation's

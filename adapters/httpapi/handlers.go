@@ -354,7 +354,8 @@ func (s *server) adminSetUser(op app.UserOp) http.HandlerFunc {
 func (s *server) adminAudit(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	p := q.page()
-	f := ports.AuditFilter{ActorID: q.id("actor"), RecordID: q.id("record"), PatientID: q.id("patient")}
+	f := ports.AuditFilter{ActorID: q.id("actor"), RecordID: q.id("record"), PatientID: q.id("patient"),
+		Action: q.choice("action", domain.AuditActions...)}
 	if err := q.err(); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -21,7 +21,10 @@ type cell struct {
 
 // TestAccessMatrix holds every record and comment endpoint to the
 // contract for every kind of caller, and checks that no refused write
-// changed anything.
+// changed anything. Each record was first assigned to another doctor, who
+// wrote its comment, then reassigned: comments follow their record, so the
+// former doctor loses them (its own included) and the assigned one sees
+// them all.
 func TestAccessMatrix(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -30,6 +33,7 @@ func TestAccessMatrix(t *testing.T) {
 	assigned := e.mustDoctor(t, true)
 	otherDoctor := e.mustDoctor(t, true)
 	unapproved := e.mustDoctor(t, false)
+	former := e.mustDoctor(t, true)
 	admin := e.mustAdmin(t)
 	roles := []struct {
 		name string
@@ -37,6 +41,7 @@ func TestAccessMatrix(t *testing.T) {
 	}{
 		{"owner", owner}, {"other-patient", otherPatient}, {"assigned-doctor", assigned},
 		{"other-doctor", otherDoctor}, {"unapproved-doctor", unapproved}, {"admin", admin}, {"anonymous", user{}},
+		{"former-doctor", former},
 	}
 
 	var (
@@ -70,42 +75,46 @@ func TestAccessMatrix(t *testing.T) {
 		body   func(fixture) any
 		write  bool
 		// cells in the order of roles: owner, other patient, assigned
-		// doctor, other doctor, unapproved doctor, admin, anonymous.
-		want [7]cell
+		// doctor, other doctor, unapproved doctor, admin, anonymous,
+		// former doctor (the comment's author, no longer assigned).
+		want [8]cell
 		// listed: for lists, whether the fixture's item is in the answer.
 		listed func(body resp, f fixture) bool
 	}
 	endpoints := []endpoint{
 		{name: "records.list", method: "GET", path: constant("/api/records/"),
-			want:   [7]cell{ok, ok, ok, ok, ok, adminNo, anonymous},
+			want:   [8]cell{ok, ok, ok, ok, ok, adminNo, anonymous, ok},
 			listed: func(r resp, f fixture) bool { return listHas(t, r, f.rec.ID) }},
 		{name: "records.create", method: "POST", path: constant("/api/records/"), write: true,
 			body: func(fixture) any { return map[string]any{"title": "New", "content": "New"} },
-			want: [7]cell{created, created, patients, patients, patients, adminNo, anonymous}},
+			want: [8]cell{created, created, patients, patients, patients, adminNo, anonymous, patients}},
 		{name: "records.retrieve", method: "GET", path: recPath,
-			want: [7]cell{ok, notFound, ok, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{ok, notFound, ok, notFound, notFound, adminNo, anonymous, notFound}},
 		{name: "records.put", method: "PUT", path: recPath, write: true, body: func(fixture) any { return change },
-			want: [7]cell{ok, notFound, ownerOnly, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{ok, notFound, ownerOnly, notFound, notFound, adminNo, anonymous, notFound}},
 		{name: "records.patch", method: "PATCH", path: recPath, write: true,
 			body: func(fixture) any { return map[string]any{"title": "Changed"} },
-			want: [7]cell{ok, notFound, ownerOnly, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{ok, notFound, ownerOnly, notFound, notFound, adminNo, anonymous, notFound}},
 		{name: "records.delete", method: "DELETE", path: recPath, write: true,
-			want: [7]cell{deleted, notFound, ownerOnly, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{deleted, notFound, ownerOnly, notFound, notFound, adminNo, anonymous, notFound}},
 		{name: "records.access-log", method: "GET", path: func(f fixture) string { return recPath(f) + "access-log/" },
-			want: [7]cell{ok, notFound, logOwnerOnly, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{ok, notFound, logOwnerOnly, notFound, notFound, adminNo, anonymous, notFound}},
 		{name: "comments.list", method: "GET", path: constant("/api/comments/"),
-			want:   [7]cell{ok, ok, ok, ok, ok, adminNo, anonymous},
+			want:   [8]cell{ok, ok, ok, ok, ok, adminNo, anonymous, ok},
+			listed: func(r resp, f fixture) bool { return listHas(t, r, f.com.ID) }},
+		{name: "comments.list-of-record", method: "GET", path: func(f fixture) string { return "/api/comments/?record=" + itoa(f.rec.ID) },
+			want:   [8]cell{ok, ok, ok, ok, ok, adminNo, anonymous, ok},
 			listed: func(r resp, f fixture) bool { return listHas(t, r, f.com.ID) }},
 		{name: "comments.create", method: "POST", path: constant("/api/comments/"), write: true,
 			body: func(f fixture) any { return map[string]any{"record": f.rec.ID, "comment": "Second note."} },
-			want: [7]cell{doctors, doctors, created, noRecord, noRecord, adminNo, anonymous}},
+			want: [8]cell{doctors, doctors, created, noRecord, noRecord, adminNo, anonymous, noRecord}},
 		{name: "comments.retrieve", method: "GET", path: comPath,
-			want: [7]cell{ok, notFound, ok, notFound, notFound, adminNo, anonymous}},
+			want: [8]cell{ok, notFound, ok, notFound, notFound, adminNo, anonymous, notFound}},
 	}
 	for _, m := range []string{"PUT", "PATCH", "DELETE"} {
 		endpoints = append(endpoints, endpoint{name: "comments." + m, method: m, path: comPath, write: true,
 			body: func(fixture) any { return map[string]any{"comment": "Rewritten."} },
-			want: [7]cell{notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), anonymous}})
+			want: [8]cell{notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), notAllowed(m), anonymous, notAllowed(m)}})
 	}
 
 	ctx := context.Background()
@@ -123,8 +132,9 @@ func TestAccessMatrix(t *testing.T) {
 			t.Run(ep.name+"/"+role.name, func(t *testing.T) {
 				// A fresh record with one comment per cell, so no cell's
 				// write can hide another's.
-				f := fixture{rec: e.mustRecord(t, owner, assigned.ID)}
-				f.com = e.mustComment(t, assigned, f.rec.ID, "Initial note.")
+				f := fixture{rec: e.mustRecord(t, owner, former.ID)}
+				f.com = e.mustComment(t, former, f.rec.ID, "Initial note.")
+				e.mustReassign(t, owner, f.rec.ID, assigned.ID)
 				before := e.stored(t, f.rec.ID)
 				ownedBefore := ownedBy(t, role.u.ID)
 

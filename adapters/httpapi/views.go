@@ -51,20 +51,27 @@ func toNotification(n domain.Notification) notificationView {
 }
 
 type auditView struct {
-	ID         int64       `json:"id"`
-	At         string      `json:"at"`
-	Actor      int64       `json:"actor"`
-	ActorRole  domain.Role `json:"actor_role"`
-	Action     string      `json:"action"`
-	Record     *int64      `json:"record"`
-	Patient    *int64      `json:"patient"`
-	Outcome    string      `json:"outcome"`
-	RequestID  string      `json:"request_id"`
-	RemoteAddr string      `json:"remote_addr"`
+	ID         int64   `json:"id"`
+	At         string  `json:"at"`
+	Actor      *int64  `json:"actor"`
+	ActorRole  *string `json:"actor_role"`
+	Action     string  `json:"action"`
+	Record     *int64  `json:"record"`
+	Patient    *int64  `json:"patient"`
+	Outcome    string  `json:"outcome"`
+	RequestID  string  `json:"request_id"`
+	RemoteAddr string  `json:"remote_addr"`
 }
 
 func toAudit(e domain.AuditEntry) auditView {
-	return auditView{ID: e.ID, At: timeJSON(e.At), Actor: e.ActorID, ActorRole: e.ActorRole, Action: e.Action,
+	// An event without an account (an unknown username, the command
+	// line) has a null actor and role.
+	var role *string
+	if e.ActorRole != "" {
+		r := string(e.ActorRole)
+		role = &r
+	}
+	return auditView{ID: e.ID, At: timeJSON(e.At), Actor: optID(e.ActorID), ActorRole: role, Action: e.Action,
 		Record: optID(e.RecordID), Patient: optID(e.PatientID), Outcome: e.Outcome,
 		RequestID: e.RequestID, RemoteAddr: e.RemoteAddr}
 }

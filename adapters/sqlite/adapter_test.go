@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/domain"
+	"healthrecord/migrations"
 	"healthrecord/ports"
 )
 
@@ -55,9 +57,11 @@ func TestMigrations_StatusAndReady(t *testing.T) {
 	ctx := t.Context()
 
 	require.ErrorIs(t, db.Ready(ctx), errPending, "not ready before Migrate")
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	require.NoError(t, err)
 	st, err := db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 3)
+	require.Len(t, st, len(files), "every embedded migration")
 	assert.Equal(t, MigrationStatus{Version: 1, Name: "00001_init.sql"}, st[0])
 	assert.Equal(t, MigrationStatus{Version: 2, Name: "00002_record_version.sql"}, st[1])
 	assert.Equal(t, MigrationStatus{Version: 3, Name: "00003_usernames_revocation_seq.sql"}, st[2])
@@ -66,7 +70,7 @@ func TestMigrations_StatusAndReady(t *testing.T) {
 	require.NoError(t, db.Ready(ctx))
 	st, err = db.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, st, 3)
+	require.Len(t, st, len(files))
 	for _, m := range st {
 		assert.True(t, m.Applied, m.Name)
 		assert.False(t, m.AppliedAt.IsZero(), m.Name)
@@ -299,13 +303,19 @@ func TestAuditVerify_DetectsTampering(t *testing.T) {
 		{"edited_entry", `UPDATE audit SET action = 'record.delete' WHERE id = 3`, 3},
 		{"edited_time", `UPDATE audit SET at = at + 1 WHERE id = 2`, 2},
 		{"edited_hash", `UPDATE audit SET hash = 'beef' WHERE id = 3`, 3},
-		{"edited_entry_rehashed", rehash, 4},
+		// Rehashed without the key: its own hash no longer verifies.
+		{"edited_entry_rehashed", rehash, 3},
 		{"deleted_middle", `DELETE FROM audit WHERE id = 3`, 4},
 		{"deleted_first", `DELETE FROM audit WHERE id = 1`, 2},
 		{"deleted_tail", `DELETE FROM audit WHERE id >= 4`, 5},
 		{"deleted_all", `DELETE FROM audit`, 5},
 		{"deleted_tail_and_head_rewound", `DELETE FROM audit WHERE id = 5;
 			UPDATE audit_head SET last_id = 4`, 4},
+		// The head's MAC is keyed: a head moved back to an earlier entry,
+		// hash and all, does not verify.
+		{"deleted_tail_and_head_moved_back", `DELETE FROM audit WHERE id = 5;
+			UPDATE audit_head SET last_id = 4, last_hash = (SELECT hash FROM audit WHERE id = 4)`, 4},
+		{"head_mac_erased", `UPDATE audit_head SET head_mac = ''`, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, path := mustOpenDBAt(t)
@@ -327,15 +337,15 @@ func TestAuditVerify_DetectsTampering(t *testing.T) {
 				require.Equal(t, int64(3), e.ID)
 				e.Outcome = domain.OutcomeDenied
 				_, err = rawSQL(t, path).ExecContext(ctx, `UPDATE audit SET outcome = ?, hash = ? WHERE id = 3`,
-					e.Outcome, e.ChainHash(e.PrevHash))
+					e.Outcome, e.LegacyChainHash(e.PrevHash))
 				require.NoError(t, err)
 			default:
 				_, err := rawSQL(t, path).ExecContext(ctx, tc.tamper)
 				require.NoError(t, err)
 			}
-			broken, err := db.Audit().Verify(ctx)
+			c, err := db.Audit().Verify(ctx, nil)
 			require.NoError(t, err)
-			assert.Equal(t, tc.want, broken)
+			assert.Equal(t, tc.want, c.FirstBroken)
 		})
 	}
 }
@@ -358,7 +368,7 @@ func TestContext_Cancellation(t *testing.T) {
 		require.ErrorIs(t, db.Audit().Append(canceled, domain.AuditEntry{At: t0}), context.Canceled)
 		_, err = db.Outbox().Claim(canceled, "A", t0, time.Minute, 1)
 		require.ErrorIs(t, err, context.Canceled)
-		_, err = db.Audit().Verify(canceled)
+		_, err = db.Audit().Verify(canceled, nil)
 		require.ErrorIs(t, err, context.Canceled)
 		require.Error(t, db.Ready(canceled))
 		_, err = Open(canceled, filepath.Join(t.TempDir(), "x.db"))

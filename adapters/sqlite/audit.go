@@ -55,6 +55,7 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			return errors.New("sqlite: audit entry without a time")
 		}
 	}
+	h := r.s.db.auditHasher()
 	err := r.s.atomic(ctx, func(s scope) error {
 		var lastID int64
 		var lastHash string
@@ -72,7 +73,7 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 				e := &chunk[i]
 				e.At = fromNanos(toNanos(e.At)) // exactly what is stored, and hashed
 				e.ID, e.PrevHash = lastID+1, lastHash
-				e.Hash = e.ChainHash(e.PrevHash)
+				e.Hash = h.Entry(*e, e.PrevHash)
 				args = append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
 					e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash)
 				lastID, lastHash = e.ID, e.Hash
@@ -81,7 +82,8 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 				return err
 			}
 		}
-		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ? WHERE one = 1`, lastID, lastHash)
+		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
+			lastID, lastHash, h.Head(lastID, lastHash))
 		return err
 	})
 	if err != nil {
@@ -100,6 +102,9 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 	}
 	if f.PatientID != 0 {
 		w.add("patient_id = ?", f.PatientID)
+	}
+	if f.Action != "" {
+		w.add("action = ?", f.Action)
 	}
 	w.after(p, "at", "id")
 	rows, err := r.s.reader().QueryContext(ctx,
@@ -123,12 +128,25 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 	return out, nil
 }
 
+func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
+	var h domain.AuditHead
+	err := r.s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&h.ID, &h.Hash)
+	if err != nil {
+		return domain.AuditHead{}, fmt.Errorf("sqlite: audit head: %w", err)
+	}
+	return h, nil
+}
+
 // Verify streams the chain in id order inside one read transaction, so the
 // rows and the head are one snapshot, in constant memory. An edited entry
 // breaks at itself (its hash) or at the next one (its link); a deleted
-// entry breaks at the next one; a deleted tail breaks at the head's last id.
-func (r audit) Verify(ctx context.Context) (int64, error) {
-	var broken int64
+// entry breaks at the next one; a deleted tail breaks at the head's last
+// id, and a head moved back to an earlier entry at that entry (its MAC),
+// unless it is a head row saved earlier: since, a head kept outside,
+// catches that one at the first entry missing.
+func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
+	h := r.s.db.auditHasher()
+	var c domain.AuditCheck
 	err := r.readTx(ctx, func(q querier) error {
 		rows, err := q.QueryContext(ctx, `SELECT `+auditCols+` FROM audit ORDER BY id`)
 		if err != nil {
@@ -136,36 +154,149 @@ func (r audit) Verify(ctx context.Context) (int64, error) {
 		}
 		var lastID int64
 		var lastHash string
+		sinceFound := false
 		for rows.Next() {
 			e, err := scanAudit(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != e.ChainHash(e.PrevHash) {
-				broken = e.ID
-				break
+			c.Entries++
+			if c.FirstBroken != 0 {
+				continue // count the rest
+			}
+			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != h.Entry(e, e.PrevHash) {
+				c.FirstBroken = e.ID
+				continue
+			}
+			if since != nil && e.ID == since.ID {
+				sinceFound = e.Hash == since.Hash
 			}
 			lastID, lastHash = e.ID, e.Hash
 		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil || broken != 0 {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil || c.FirstBroken != 0 {
 			return err
 		}
 		var headID int64
-		var headHash string
-		err = q.QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&headID, &headHash)
+		var headHash, headMAC string
+		err = q.QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac FROM audit_head WHERE one = 1`).Scan(&headID, &headHash, &headMAC)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if headID != lastID || headHash != lastHash {
-			broken = max(headID, lastID, 1)
+		// An empty chain that never had an entry has no MAC yet.
+		pristine := headID == 0 && headHash == "" && headMAC == ""
+		if headID != lastID || headHash != lastHash || (!pristine && headMAC != h.Head(headID, headHash)) {
+			c.FirstBroken = max(headID, lastID, 1)
+			return nil
+		}
+		if since != nil && !sinceFound {
+			c.FirstBroken = min(since.ID, lastID+1)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: verify audit: %w", err)
+		return domain.AuditCheck{}, fmt.Errorf("sqlite: verify audit: %w", err)
 	}
-	return broken, nil
+	return c, nil
+}
+
+// LegacyChainError is a chain written before the chain was keyed that does
+// not verify as such: re-keying it would hide the break.
+type LegacyChainError struct{ FirstBroken int64 }
+
+func (e *LegacyChainError) Error() string {
+	return fmt.Sprintf("sqlite: the audit trail written before it was keyed is broken at entry %d: "+
+		"it was edited, or an entry before it was deleted; refusing to re-key it", e.FirstBroken)
+}
+
+// rekeyBatch is how many entries re-keying reads at a time.
+const rekeyBatch = 512
+
+// rekeyAudit verifies a chain not keyed yet as revision 1's SHA-256 chain,
+// then re-hashes it under h from its first entry and keys the head, all in
+// the caller's transaction. A keyed chain is left as it is.
+func rekeyAudit(ctx context.Context, s scope, h *domain.AuditHasher) error {
+	var headID int64
+	var headHash, headMAC string
+	var keyed bool
+	err := s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac, keyed FROM audit_head WHERE one = 1`).
+		Scan(&headID, &headHash, &headMAC, &keyed)
+	if err != nil {
+		return err
+	}
+	if keyed {
+		if headID == 0 && headMAC == "" { // a new chain: key its head at once
+			_, err = s.writer().ExecContext(ctx, `UPDATE audit_head SET head_mac = ? WHERE one = 1`, h.Head(0, ""))
+		}
+		return err
+	}
+	// Two passes in batches: verify all of the old chain before changing
+	// any of it.
+	var lastID int64
+	var lastHash string
+	err = auditBatches(ctx, s, func(es []domain.AuditEntry) error {
+		for _, e := range es {
+			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != e.LegacyChainHash(e.PrevHash) {
+				return &LegacyChainError{FirstBroken: e.ID}
+			}
+			lastID, lastHash = e.ID, e.Hash
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if headID != lastID || headHash != lastHash {
+		return &LegacyChainError{FirstBroken: max(headID, lastID, 1)}
+	}
+	prev := ""
+	err = auditBatches(ctx, s, func(es []domain.AuditEntry) error {
+		for _, e := range es {
+			e.PrevHash, e.Hash = prev, h.Entry(e, prev)
+			if _, err := s.writer().ExecContext(ctx, `UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?`, e.PrevHash, e.Hash, e.ID); err != nil {
+				return err
+			}
+			prev = e.Hash
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.writer().ExecContext(ctx, `UPDATE audit_head SET last_hash = ?, head_mac = ?, keyed = 1 WHERE one = 1`,
+		prev, h.Head(lastID, prev))
+	return err
+}
+
+// auditBatches hands the chain to fn in id order, rekeyBatch entries at a
+// time, each batch read whole before fn runs (fn may write).
+func auditBatches(ctx context.Context, s scope, fn func([]domain.AuditEntry) error) error {
+	var after int64
+	for {
+		rows, err := s.reader().QueryContext(ctx, `SELECT `+auditCols+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, rekeyBatch)
+		if err != nil {
+			return err
+		}
+		var es []domain.AuditEntry
+		for rows.Next() {
+			e, err := scanAudit(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			es = append(es, e)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return nil
+		}
+		if err := fn(es); err != nil {
+			return err
+		}
+		after = es[len(es)-1].ID
+	}
 }
 
 // readTx runs fn in one read transaction: the caller's, or a deferred one

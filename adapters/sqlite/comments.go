@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"healthrecord/domain"
@@ -42,16 +43,22 @@ func (r comments) Get(ctx context.Context, id int64) (domain.Comment, error) {
 	return c, nil
 }
 
+// errNoCommentScope refuses a list without a scope: a comment is visible
+// only with its record, and a forgotten scope must not show them all.
+var errNoCommentScope = errors.New("sqlite: comment list needs a patient or a doctor")
+
 func (r comments) List(ctx context.Context, f ports.CommentFilter, p domain.Page) ([]domain.Comment, error) {
 	var w where
-	if f.DoctorID != 0 {
-		w.add("doctor_id = ?", f.DoctorID)
+	switch {
+	case f.Records.PatientID != 0:
+		w.add("record_id IN (SELECT id FROM records WHERE patient_id = ?)", f.Records.PatientID)
+	case f.Records.DoctorID != 0:
+		w.add("record_id IN (SELECT id FROM records WHERE doctor_id = ?)", f.Records.DoctorID)
+	default:
+		return nil, errNoCommentScope
 	}
 	if f.RecordID != 0 {
 		w.add("record_id = ?", f.RecordID)
-	}
-	if f.PatientID != 0 {
-		w.add("record_id IN (SELECT id FROM records WHERE patient_id = ?)", f.PatientID)
 	}
 	w.after(p, "created_at", "id")
 	rows, err := r.s.reader().QueryContext(ctx,

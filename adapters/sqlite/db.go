@@ -7,6 +7,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"healthrecord/domain"
 	"healthrecord/ports"
 )
 
@@ -56,6 +58,9 @@ type DB struct {
 	onOutbox []func()
 
 	log *slog.Logger
+	// auditKey keys the audit chain: random from Open until UseAuditKey
+	// installs the operator's, so no chain is ever written unkeyed.
+	auditKey atomic.Pointer[domain.AuditKey]
 }
 
 // Option configures Open.
@@ -88,6 +93,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	}
 	base := "file:" + escapePath(path) + "?" + pragmas
 	db.dsn = base
+	ephemeral := make(domain.AuditKey, domain.MinAuditKeyLen)
+	if _, err := rand.Read(ephemeral); err != nil {
+		return nil, fmt.Errorf("sqlite: audit key: %w", err)
+	}
+	db.auditKey.Store(&ephemeral)
 	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
 	// so it can never fail to upgrade a read lock halfway through.
 	if db.write, err = openPool(ctx, base+"&_txlock=immediate", 1); err != nil {
@@ -163,6 +173,29 @@ func (db *DB) Close() error {
 	})
 	return errors.Join(db.read.Close(), db.write.Close())
 }
+
+// UseAuditKey keys the audit chain with key from now on; call it before
+// the store is used. When rekey is set (the key was just made, so no chain
+// can have been keyed under it before), a chain written before the chain
+// was keyed is verified as revision 1's SHA-256 chain and re-keyed from
+// its first entry, in one transaction; one that does not verify is
+// refused with a *LegacyChainError instead of being laundered. Without
+// rekey a chain not keyed yet is left alone, and fails verification.
+func (db *DB) UseAuditKey(ctx context.Context, key domain.AuditKey, rekey bool) error {
+	if len(key) < domain.MinAuditKeyLen {
+		return fmt.Errorf("sqlite: audit key of %d bytes, at least %d needed", len(key), domain.MinAuditKeyLen)
+	}
+	k := append(domain.AuditKey(nil), key...)
+	db.auditKey.Store(&k)
+	if !rekey {
+		return nil
+	}
+	return db.withTx(ctx, func(t *txn) error { return rekeyAudit(ctx, scope{db: db, tx: t}, db.auditHasher()) })
+}
+
+// auditHasher hashes under the current key; one per call, since a hasher
+// is not safe for concurrent use.
+func (db *DB) auditHasher() *domain.AuditHasher { return domain.NewAuditHasher(*db.auditKey.Load()) }
 
 // OnOutboxCommit registers fn to be called after a transaction that added
 // (or re-queued) outbox events has committed, never before, so the

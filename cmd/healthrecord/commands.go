@@ -299,20 +299,21 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if len(args) == 0 || args[0] != "rotate" {
 		return usageError{"usage: healthrecord keys rotate"}
 	}
-	var c config
-	fs := newFlagSet("keys rotate", getenv, stderr)
-	fs.dbFlags(&c)
-	fs.dur(&c.RefreshTTL, "refresh-ttl", "HEALTHRECORD_REFRESH_TTL", 24*time.Hour, "refresh token lifetime: how long the previous key keeps verifying")
-	if err := fs.parse(args[1:]); err != nil {
-		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	kid, err := jwt.Rotate(c.KeyFile, time.Now(), c.RefreshTTL)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "New signing key %s in %s; tokens of the previous key stay valid until they expire.\n", kid, c.KeyFile)
-	return nil
+	var keep time.Duration
+	return withApp(ctx, "keys rotate", args[1:], getenv, stderr, func(fs *flagSet) {
+		fs.dur(&keep, "refresh-ttl", "HEALTHRECORD_REFRESH_TTL", 24*time.Hour, "refresh token lifetime: how long the previous key keeps verifying")
+	}, func(a *app.App, c config, rest []string) error {
+		if len(rest) != 0 || keep <= 0 {
+			return usageError{"usage: healthrecord keys rotate [--refresh-ttl D]"}
+		}
+		kid, err := jwt.Rotate(c.KeyFile, time.Now(), keep)
+		if err != nil {
+			return err
+		}
+		if err := a.KeysRotated(ctx); err != nil {
+			return fmt.Errorf("new signing key %s in %s, but the audit entry failed: %w", kid, c.KeyFile, err)
+		}
+		fmt.Fprintf(stdout, "New signing key %s in %s; tokens of the previous key stay valid until they expire.\n", kid, c.KeyFile)
+		return nil
+	})
 }

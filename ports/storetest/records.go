@@ -266,18 +266,28 @@ func testComments(t *testing.T, open Opener) {
 		requireCode(t, domain.ENotFound, err)
 	})
 
+	t.Run("list_needs_a_scope", func(t *testing.T) {
+		_, err := s.Comments().List(ctx(t), ports.CommentFilter{RecordID: r1.ID}, domain.Page{Limit: 10})
+		require.Error(t, err, "a list without a scope must not show every comment")
+	})
+
 	t.Run("list_filtered_newest_first", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
 			f    ports.CommentFilter
 			want []int64
 		}{
-			{"by_doctor", ports.CommentFilter{DoctorID: d.ID}, []int64{c3.ID, c2.ID, c1.ID}},
-			{"on_patients_records", ports.CommentFilter{PatientID: p.ID}, []int64{c5.ID, c3.ID, c2.ID, c1.ID}},
-			{"other_patient", ports.CommentFilter{PatientID: p2.ID}, []int64{c4.ID}},
-			{"record_of_patient", ports.CommentFilter{PatientID: p.ID, RecordID: r1.ID}, []int64{c2.ID, c1.ID}},
-			{"record_not_the_patients", ports.CommentFilter{PatientID: p2.ID, RecordID: r1.ID}, []int64{}},
-			{"doctor_on_record", ports.CommentFilter{DoctorID: d2.ID, RecordID: r2.ID}, []int64{c5.ID}},
+			// A comment is visible exactly when its record is: the doctor
+			// assigned now sees every comment on its records, whoever wrote
+			// them; the author of c5, since unassigned from r2, not c5.
+			{"assigned_doctor", ports.CommentFilter{Records: ports.RecordFilter{DoctorID: d.ID}}, []int64{c5.ID, c3.ID, c2.ID, c1.ID}},
+			{"other_doctor", ports.CommentFilter{Records: ports.RecordFilter{DoctorID: d2.ID}}, []int64{c4.ID}},
+			{"on_patients_records", ports.CommentFilter{Records: ports.RecordFilter{PatientID: p.ID}}, []int64{c5.ID, c3.ID, c2.ID, c1.ID}},
+			{"other_patient", ports.CommentFilter{Records: ports.RecordFilter{PatientID: p2.ID}}, []int64{c4.ID}},
+			{"record_of_patient", ports.CommentFilter{Records: ports.RecordFilter{PatientID: p.ID}, RecordID: r1.ID}, []int64{c2.ID, c1.ID}},
+			{"record_not_the_patients", ports.CommentFilter{Records: ports.RecordFilter{PatientID: p2.ID}, RecordID: r1.ID}, []int64{}},
+			{"assigned_doctor_on_record", ports.CommentFilter{Records: ports.RecordFilter{DoctorID: d.ID}, RecordID: r2.ID}, []int64{c5.ID, c3.ID}},
+			{"former_author_on_record", ports.CommentFilter{Records: ports.RecordFilter{DoctorID: d2.ID}, RecordID: r2.ID}, []int64{}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				for _, size := range []int{1, 2, 10} {

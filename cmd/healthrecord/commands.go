@@ -298,7 +298,10 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 			if !c.OK() {
 				return fmt.Errorf("audit trail broken at entry %d: no head to keep (run audit verify)", c.FirstBroken)
 			}
-			return json.NewEncoder(stdout).Encode(map[string]any{"id": h.ID, "hash": h.Hash})
+			return json.NewEncoder(stdout).Encode(struct {
+				ID   int64  `json:"id"`
+				Hash string `json:"hash"`
+			}{h.ID, h.Hash})
 		}
 		var since *domain.AuditHead
 		if kept != "" {

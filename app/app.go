@@ -27,6 +27,9 @@ type Config struct {
 	// AuditFlushInterval bounds how long a read's audit entry may wait in
 	// memory before it is written.
 	AuditFlushInterval time.Duration
+	// AuditHeadInterval is how often the background work logs the audit
+	// chain's head, a copy kept outside the database.
+	AuditHeadInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -50,6 +53,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AuditFlushInterval == 0 {
 		c.AuditFlushInterval = 50 * time.Millisecond
+	}
+	if c.AuditHeadInterval == 0 {
+		c.AuditHeadInterval = time.Hour
 	}
 }
 
@@ -124,17 +130,22 @@ func (a *App) Start(ctx context.Context) error {
 // open.
 func (a *App) Close(ctx context.Context) error { return a.audit.Close(ctx) }
 
-// RunBackground flushes buffered audit entries and polls revocations made
-// by other processes (the CLI) until ctx ends.
+// RunBackground flushes buffered audit entries, polls revocations made
+// by other processes (the CLI) and logs the audit head, until ctx ends.
 func (a *App) RunBackground(ctx context.Context) {
 	go a.audit.Run(ctx)
+	a.logAuditHead(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	lastPrune := time.Now()
+	head := time.NewTicker(a.cfg.AuditHeadInterval)
+	defer head.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-head.C:
+			a.logAuditHead(ctx)
 		case now := <-t.C:
 			if err := a.SyncRevocations(ctx); err != nil && ctx.Err() == nil {
 				a.log.Error("sync revocations", "err", err)

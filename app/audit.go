@@ -35,6 +35,20 @@ func (a *App) auditRead(actor domain.Actor, action string, r domain.Record, outc
 	a.audit.add(a.entry(actor, action, r, outcome, a.clock.Now()))
 }
 
+// logAuditHead logs the chain's head, so that the logs (kept apart from the
+// database) hold a head to check the chain against with `audit verify
+// --head`.
+func (a *App) logAuditHead(ctx context.Context) {
+	h, err := a.store.Audit().Head(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("audit head", "err", err)
+		}
+		return
+	}
+	a.log.Info("audit head", "id", h.ID, "hash", h.Hash)
+}
+
 // auditShown queues a list's entries: one per record it showed, so that
 // each record's access log names every list that displayed it. An empty
 // page leaves one entry naming no record: the list is still on file.

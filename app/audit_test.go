@@ -1,8 +1,10 @@
 package app
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -150,4 +152,24 @@ func TestSecurityEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunBackground_LogsTheAuditHead: the head is logged when the
+// background work starts and at every interval after (an hour in serve),
+// so a copy outside the server exists even if nobody runs `audit head`.
+func TestRunBackground_LogsTheAuditHead(t *testing.T) {
+	e := newEnv(t, Config{AuditHeadInterval: 20 * time.Millisecond})
+	logs := e.captureLogs()
+	c := newCast(t, e)
+	_, err := e.app.GetRecord(ctx, actorOf(c.owner), c.record.ID)
+	require.NoError(t, err)
+	require.NoError(t, e.app.audit.Flush(ctx))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { e.app.RunBackground(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	head := e.auditEntries()[0]
+	require.Eventually(t, func() bool {
+		return strings.Count(logs.String(), `"msg":"audit head","id":1,"hash":"`+head.Hash+`"`) >= 2
+	}, 5*time.Second, 10*time.Millisecond, logs.String())
 }

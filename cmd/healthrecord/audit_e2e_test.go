@@ -153,6 +153,7 @@ func rechain(t *testing.T, db *sql.DB, from int64, hash func(e domain.AuditEntry
 // genuine then); only the head kept outside catches it, and it does.
 func TestAuditChain_TruncatedTailAndHeadMovedBack(t *testing.T) {
 	s := withActivity(t, nil, "gina")
+	assert.Contains(t, s.logs.all(), `"msg":"audit head"`, "serve logs the head (at start, then hourly)")
 	out, err := s.cli("audit", "verify")
 	require.NoError(t, err, out)
 	earlyID, _ := mustHead(t, s)

@@ -276,23 +276,65 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return usageError{"usage: healthrecord audit verify"}
+	const use = "usage: healthrecord audit verify [--head ID:HASH] | head"
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "head") {
+		return usageError{use}
 	}
-	return withApp(ctx, "audit verify", args[1:], getenv, stderr, nil, func(a *app.App, _ config, rest []string) error {
-		if len(rest) != 0 {
-			return usageError{"usage: healthrecord audit verify"}
+	sub := args[0]
+	var kept string
+	return withApp(ctx, "audit "+sub, args[1:], getenv, stderr, func(fs *flagSet) {
+		if sub == "verify" {
+			fs.StringVar(&kept, "head", "", "a head printed earlier by `audit head`, as ID:HASH, that must still be in the chain")
 		}
-		broken, err := a.VerifyAudit(ctx)
+	}, func(a *app.App, _ config, rest []string) error {
+		if len(rest) != 0 {
+			return usageError{use}
+		}
+		if sub == "head" {
+			h, c, err := a.AuditHead(ctx)
+			if err != nil {
+				return err
+			}
+			if !c.OK() {
+				return fmt.Errorf("audit trail broken at entry %d: no head to keep (run audit verify)", c.FirstBroken)
+			}
+			return json.NewEncoder(stdout).Encode(struct {
+				ID   int64  `json:"id"`
+				Hash string `json:"hash"`
+			}{h.ID, h.Hash})
+		}
+		var since *domain.AuditHead
+		if kept != "" {
+			h, ok := parseHead(kept)
+			if !ok {
+				return usageError{"--head must be ID:HASH as `healthrecord audit head` prints them (id, 64 hex digits)"}
+			}
+			since = &h
+		}
+		c, err := a.CheckAudit(ctx, since)
 		if err != nil {
 			return err
 		}
-		if broken != 0 {
-			return fmt.Errorf("audit trail broken at entry %d: it was edited, or an entry before it was deleted", broken)
+		if !c.OK() {
+			why := "it was edited, or an entry before it was deleted or re-chained"
+			if since != nil {
+				why += ", or the chain no longer reaches the head kept (" + kept + ")"
+			}
+			return fmt.Errorf("audit trail broken at entry %d of %d: %s", c.FirstBroken, c.Entries, why)
 		}
-		fmt.Fprintln(stdout, "Audit trail intact.")
+		fmt.Fprintf(stdout, "Audit trail intact: %d entries.\n", c.Entries)
 		return nil
 	})
+}
+
+// parseHead reads ID:HASH.
+func parseHead(s string) (domain.AuditHead, bool) {
+	id, hash, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(id, 10, 64)
+	if !ok || err != nil || n < 1 || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return domain.AuditHead{}, false
+	}
+	return domain.AuditHead{ID: n, Hash: hash}, true
 }
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -21,6 +21,7 @@ type config struct {
 	Addr               string
 	DB                 string
 	KeyFile            string
+	AuditKeyFile       string
 	AccessTTL          time.Duration
 	RefreshTTL         time.Duration
 	SMTPAddr           string
@@ -133,6 +134,7 @@ func (f *flagSet) parse(args []string) error {
 func (f *flagSet) dbFlags(c *config) {
 	f.str(&c.DB, "db", "HEALTHRECORD_DB", "./healthrecord.db", "SQLite database file")
 	f.str(&c.KeyFile, "key-file", "HEALTHRECORD_KEY_FILE", "", "token signing key file (default: the database path + .keys)")
+	f.str(&c.AuditKeyFile, "audit-key-file", "HEALTHRECORD_AUDIT_KEY_FILE", "", "audit chain key file (default: the key file + .audit)")
 	f.str(&c.LogLevel, "log-level", "HEALTHRECORD_LOG_LEVEL", "info", "debug, info, warn or error")
 }
 
@@ -229,6 +231,9 @@ func (c *config) validate() error {
 	}
 	if c.KeyFile == "" {
 		c.KeyFile = c.DB + ".keys"
+	}
+	if c.AuditKeyFile == "" {
+		c.AuditKeyFile = c.KeyFile + ".audit"
 	}
 	if c.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {

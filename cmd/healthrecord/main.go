@@ -41,7 +41,7 @@ commands:
   users approve NAME | deactivate NAME | activate NAME | list
   backup FILE                            a consistent copy of the live database
   outbox list [--state S] | retry ID
-  audit verify                           check the audit trail's hash chain
+  audit verify [--head ID:HASH] | head   check the audit trail's keyed chain; print its head
   keys rotate                            a new signing key for new tokens
 
 Run "healthrecord COMMAND -h" for a command's flags.`

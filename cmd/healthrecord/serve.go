@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"healthrecord/adapters/auditkey"
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
 	"healthrecord/adapters/outbox"
@@ -44,13 +46,26 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// openDB opens and migrates the database.
+// openDB opens and migrates the database and keys its audit chain.
 func openDB(ctx context.Context, c config, opts ...sqlite.Option) (*sqlite.DB, error) {
 	db, err := sqlite.Open(ctx, c.DB, opts...)
 	if err != nil {
 		return nil, err
 	}
 	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	key, created, err := auditkey.LoadOrCreate(c.AuditKeyFile)
+	if err == nil {
+		err = db.UseAuditKey(ctx, key, created)
+		if err != nil && created {
+			// The chain was not re-keyed: drop the key, so the next start
+			// checks the old chain again instead of keying over it.
+			_ = os.Remove(c.AuditKeyFile)
+		}
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
+	"healthrecord/adapters/metrics"
 	"healthrecord/adapters/outbox"
 	"healthrecord/adapters/password"
 	"healthrecord/adapters/smtp"
@@ -40,7 +43,16 @@ func randomBytes(n int) []byte {
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableDurations}))
+}
+
+// readableDurations writes durations as "1m30s" rather than slog's JSON
+// default, a count of nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // openDB opens and migrates the database.
@@ -77,7 +89,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var c config
 	fs := newFlagSet("serve", getenv, stderr)
 	fs.serveFlags(&c)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
@@ -86,7 +98,30 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	log := newLogger(stderr, c.LogLevel)
 	setMemoryLimit(getenv)
 
-	db, err := openDB(ctx, c)
+	// Everything that can fail for the operator's settings fails here,
+	// before a database or key file is created or "listening" is logged.
+	var tlsCfg *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate %s and key %s do not load: %w", c.TLSCert, c.TLSKey, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (HEALTHRECORD_ADDR / --addr): %w", c.Addr, err)
+	}
+	defer ln.Close()
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("cannot listen on %s (HEALTHRECORD_METRICS_ADDR / --metrics-addr): %w", c.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
+
+	db, err := openDBLogged(ctx, c, log)
 	if err != nil {
 		return err
 	}
@@ -100,6 +135,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	var obs *metrics.Metrics
+	if metricsLn != nil {
+		obs = metrics.New(db, log)
+	}
 	sinks := []ports.Sink{a.NotificationSink()}
 	if c.SMTPAddr != "" {
 		host := strings.SplitN(c.SMTPAddr, ":", 2)[0]
@@ -113,26 +152,36 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Info("email delivery on", "smtp_host", host)
 		sinks = append(sinks, a.EmailSink(m))
 	}
-	dispatcher, err := outbox.New(db.Outbox(), sinks, outbox.Config{
+	ocfg := outbox.Config{
 		Lease: c.OutboxLease, AttemptTimeout: c.OutboxAttemptTimeout,
 		BaseBackoff: c.OutboxBackoff, MaxAttempts: int(c.OutboxMaxAttempts),
-	}, log)
+	}
+	if obs != nil {
+		ocfg.Observer = obs
+	}
+	dispatcher, err := outbox.New(db.Outbox(), sinks, ocfg, log)
 	if err != nil {
 		return err
 	}
 	// Wake the dispatcher when an assignment commits, not at the next poll.
 	db.OnOutboxCommit(dispatcher.Wake)
 
-	handler := httpapi.NewServer(a, httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: c.TLSCert != ""}, log)
-	srv := newHTTPServer(handler, log)
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return err
+	streamsDone := make(chan struct{})
+	hcfg := httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: tlsCfg != nil,
+		Stream: httpapi.StreamConfig{Done: streamsDone}}
+	if obs != nil {
+		hcfg.Observer = obs
 	}
+	handler := httpapi.NewServer(a, hcfg, log)
+	srv := newHTTPServer(handler, log)
+	srv.TLSConfig = tlsCfg
+	// Live notification streams end at shutdown; Shutdown would otherwise
+	// wait for them until its deadline.
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { a.RunBackground(bg); done <- struct{}{} }()
 	go func() {
 		if err := dispatcher.Run(bg); err != nil {
@@ -140,18 +189,29 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		done <- struct{}{}
 	}()
+	waits := 2
+	if metricsLn != nil {
+		waits++
+		go func() {
+			if err := obs.Serve(bg, metricsLn); err != nil {
+				log.Error("metrics listener stopped", "err", err)
+			}
+			done <- struct{}{}
+		}()
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
+	}
 
 	serveErr := make(chan error, 1)
 	go func() {
 		var err error
-		if c.TLSCert != "" {
-			err = srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		if tlsCfg != nil {
+			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)
 		}
 		serveErr <- err
 	}()
-	log.Info("listening", "addr", ln.Addr().String(), "tls", c.TLSCert != "", "db", c.DB)
+	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "db", c.DB)
 
 	select {
 	case <-ctx.Done():
@@ -169,7 +229,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	stopBG()
-	for range 2 {
+	for range waits {
 		select {
 		case <-done:
 		case <-sctx.Done():
@@ -181,6 +241,29 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return shutdownErr
+}
+
+// openDBLogged opens and migrates the database like openDB, and says so
+// when it creates the file or applies migrations.
+func openDBLogged(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, error) {
+	_, statErr := os.Stat(c.DB)
+	created := errors.Is(statErr, os.ErrNotExist)
+	db, err := sqlite.Open(ctx, c.DB)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created a new database", "db", c.DB)
+	}
+	applied, err := db.ApplyMigrations(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for _, m := range applied {
+		log.Info("applied migration", "migration", m)
+	}
+	return db, nil
 }
 
 // newHTTPServer sets every timeout, so a slow or idle client cannot hold

@@ -343,7 +343,7 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer db.Close()
 	if err := db.Backup(ctx, fs.Arg(0)); err != nil {
-		return err
+		return inFile("backup", fs.Arg(0), err)
 	}
 	fmt.Fprintf(stdout, "Backup written to %s (integrity check ok).\n", fs.Arg(0))
 	return nil
@@ -466,7 +466,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	kid, err := jwt.Rotate(c.KeyFile, time.Now(), c.RefreshTTL)
 	if err != nil {
-		return err
+		return inFile("key file", c.KeyFile, err)
 	}
 	fmt.Fprintf(stdout, "New signing key %s in %s; tokens of the previous key stay valid until they expire.\n", kid, c.KeyFile)
 	return nil

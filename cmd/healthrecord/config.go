@@ -90,7 +90,7 @@ func (f *flagSet) dur(p *time.Duration, name, env string, def time.Duration, hel
 	*p = def
 	v := (*posDuration)(p)
 	f.envValue(v, env)
-	f.Var(v, name, help+" (env "+env+")")
+	f.Var(v, name, help+", a `duration` like 90s or 5m (env "+env+")")
 }
 
 func (f *flagSet) boolean(p *bool, name, env string, def bool, help string) {
@@ -105,7 +105,7 @@ func (f *flagSet) int64(p *int64, name, env string, def int64, help string) {
 	*p = def
 	v := (*posInt)(p)
 	f.envValue(v, env)
-	f.Var(v, name, help+" (env "+env+")")
+	f.Var(v, name, help+", a whole `number` (env "+env+")")
 }
 
 // posDuration accepts Go durations above zero ("90s", "5m", "1h30m").
@@ -164,8 +164,15 @@ func (n *posInt) Set(s string) error {
 func (f *flagSet) parse(args []string) error {
 	f.args = nil
 	for {
-		if err := f.Parse(args); err != nil {
+		// The flag package prints its error and the whole help on a
+		// mistake; the error alone, returned, says it better.
+		out := f.Output()
+		f.SetOutput(io.Discard)
+		err := f.Parse(args)
+		f.SetOutput(out)
+		if err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				f.Usage()
 				return err
 			}
 			return usageError{err.Error() + "\n(healthrecord " + f.Name() + " -h lists the flags)"}
@@ -270,7 +277,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("%s=%q: must be host:port, like 127.0.0.1:8000", a.name, a.v))
 		}
 	}
-	if c.Addr != "" && c.Addr == c.MetricsAddr {
+	if c.Addr != "" && c.Addr == c.MetricsAddr && !strings.HasSuffix(c.Addr, ":0") {
 		errs = append(errs, errors.New("--metrics-addr must differ from --addr: metrics are never served on the API's listener"))
 	}
 	if c.RefreshTTL > 0 && c.AccessTTL > c.RefreshTTL {

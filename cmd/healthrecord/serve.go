@@ -57,15 +57,23 @@ func readableDurations(_ []string, a slog.Attr) slog.Attr {
 
 // openDB opens and migrates the database.
 func openDB(ctx context.Context, c config) (*sqlite.DB, error) {
-	db, err := sqlite.Open(ctx, c.DB)
+	db, err := sqliteOpen(ctx, c.DB)
 	if err != nil {
 		return nil, err
 	}
 	if err := db.Migrate(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return nil, inFile("database", c.DB, err)
 	}
 	return db, nil
+}
+
+// inFile names the file an error concerns, unless it does already.
+func inFile(what, path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", what, path, err)
 }
 
 // hashConcurrency bounds the argon2id hashes running at once to half the
@@ -128,7 +136,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer db.Close()
 	tokens, err := jwt.LoadOrCreate(c.KeyFile, time.Now())
 	if err != nil {
-		return err
+		return inFile("key file", c.KeyFile, err)
 	}
 	a := newApp(db, tokens, c, log)
 	if err := a.Start(ctx); err != nil {
@@ -248,7 +256,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 func openDBLogged(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, error) {
 	_, statErr := os.Stat(c.DB)
 	created := errors.Is(statErr, os.ErrNotExist)
-	db, err := sqlite.Open(ctx, c.DB)
+	db, err := sqliteOpen(ctx, c.DB)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +266,7 @@ func openDBLogged(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, 
 	applied, err := db.ApplyMigrations(ctx)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, inFile("database", c.DB, err)
 	}
 	for _, m := range applied {
 		log.Info("applied migration", "migration", m)
@@ -309,4 +317,10 @@ func setMemoryLimit(getenv func(string) string) {
 }
 
 // sqliteOpen opens the database without migrating it.
-func sqliteOpen(ctx context.Context, path string) (*sqlite.DB, error) { return sqlite.Open(ctx, path) }
+func sqliteOpen(ctx context.Context, path string) (*sqlite.DB, error) {
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, inFile("database", path, err)
+	}
+	return db, nil
+}

@@ -6,9 +6,10 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time with -ldflags "-X main.version=1.2.3";
-// otherwise the module version from the build info is used.
-var version = ""
+// version and commit may be set at build time, with
+// -ldflags "-X main.version=1.2.3 -X main.commit=abc123"; otherwise they
+// come from the build information (module version, VCS stamp).
+var version, commit = "", ""
 
 // buildInfo is the binary's version, commit and Go version, read from
 // the build information the Go toolchain embeds.
@@ -17,8 +18,13 @@ type buildInfo struct {
 	Modified                   bool
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Commit: "unknown", GoVersion: "unknown"}
+func readBuildInfo() (b buildInfo) {
+	b = buildInfo{Version: version, Commit: commit, GoVersion: "unknown"}
+	defer func() {
+		if b.Commit == "" {
+			b.Commit = "unknown"
+		}
+	}()
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		if b.Version == "" {
@@ -36,7 +42,9 @@ func readBuildInfo() buildInfo {
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			b.Commit = s.Value
+			if b.Commit == "" {
+				b.Commit = s.Value
+			}
 		case "vcs.modified":
 			b.Modified = s.Value == "true"
 		}

@@ -287,7 +287,7 @@ func (p *scriptedPrompter) next(prompt string) (string, error) {
 	return a, nil
 }
 
-func (p *scriptedPrompter) Read([]byte) (int, error)              { return 0, io.EOF }
+func (p *scriptedPrompter) Read([]byte) (int, error)             { return 0, io.EOF }
 func (p *scriptedPrompter) Line(prompt string) (string, error)   { return p.next(prompt) }
 func (p *scriptedPrompter) Secret(prompt string) (string, error) { return p.next(prompt) }
 

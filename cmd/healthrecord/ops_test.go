@@ -344,3 +344,31 @@ func TestCLI_ErrorsNameTheirFile(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), filepath.Join(dir, "no", "such", "dir.db"))
 }
+
+// TestServe_StreamEndsAtShutdown: an open notification stream does not
+// hold a graceful stop until its deadline.
+func TestServe_StreamEndsAtShutdown(t *testing.T) {
+	s := mustServe(t, map[string]string{"HEALTHRECORD_SHUTDOWN_TIMEOUT": "20s"})
+	_, token := s.mustUser("drstream", "DOCTOR")
+	req, err := http.NewRequest("GET", s.url+"/api/notifications/stream/", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
+
+	start := time.Now()
+	require.NoError(t, s.stop())
+	assert.Less(t, time.Since(start), 10*time.Second, "the stream ended with the server")
+	_, err = io.ReadAll(res.Body)
+	assert.NoError(t, err, "the stream ends cleanly")
+}
+
+func TestLogger_DurationsAreReadable(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger(&buf, "info").Info("waited", "delay", 90*time.Second, "short", 1500*time.Microsecond)
+	assert.Contains(t, buf.String(), `"delay":"1m30s"`)
+	assert.Contains(t, buf.String(), `"short":"1.5ms"`)
+}

@@ -108,6 +108,36 @@ func (f *flagSet) int64(p *int64, name, env string, def int64, help string) {
 	f.Var(v, name, help+", a whole `number` (env "+env+")")
 }
 
+// int64OrOff is a count flag where 0 means off (a quota, a rate); only a
+// negative or unparseable value is refused.
+func (f *flagSet) int64OrOff(p *int64, name, env string, def int64, help string) {
+	*p = def
+	v := &offInt{p}
+	f.envValue(v, env)
+	f.Var(v, name, help+", a whole `number`, 0 = off (env "+env+")")
+}
+
+// offInt accepts whole numbers from zero up.
+type offInt struct{ p *int64 }
+
+func (n *offInt) String() string {
+	if n.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*n.p, 10)
+}
+func (n *offInt) Set(s string) error {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return errors.New("must be a whole number (0 = off)")
+	}
+	if v < 0 {
+		return errors.New("must be 0 (off) or more")
+	}
+	*n.p = v
+	return nil
+}
+
 // posDuration accepts Go durations above zero ("90s", "5m", "1h30m").
 type posDuration time.Duration
 

@@ -372,3 +372,20 @@ func TestLogger_DurationsAreReadable(t *testing.T) {
 	assert.Contains(t, buf.String(), `"delay":"1m30s"`)
 	assert.Contains(t, buf.String(), `"short":"1.5ms"`)
 }
+
+func TestConfig_CountWhereZeroIsOff(t *testing.T) {
+	var n int64
+	fs := newFlagSet("x", mapEnv(map[string]string{"HEALTHRECORD_X": "0"}), io.Discard)
+	fs.int64OrOff(&n, "x", "HEALTHRECORD_X", 7, "a limit")
+	require.NoError(t, fs.parse(nil))
+	assert.Zero(t, n, "0 is off, not refused")
+	fs = newFlagSet("x", mapEnv(map[string]string{"HEALTHRECORD_X": "-1"}), io.Discard)
+	fs.int64OrOff(&n, "x", "HEALTHRECORD_X", 7, "a limit")
+	err := fs.parse(nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "HEALTHRECORD_X")
+	fs = newFlagSet("x", mapEnv(nil), io.Discard)
+	fs.int64OrOff(&n, "x", "HEALTHRECORD_X", 7, "a limit")
+	require.NoError(t, fs.parse([]string{"--x", "12"}))
+	assert.EqualValues(t, 12, n)
+}

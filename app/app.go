@@ -90,6 +90,7 @@ type App struct {
 	throttle *throttle
 	revoked  *revocations
 	audit    *auditBatcher
+	notified broadcast // this process stored a notification
 	// dummyHash is verified for unknown usernames, so a sign-in takes as
 	// long whether or not the account exists.
 	dummyHash string

@@ -454,6 +454,22 @@ func (r *fakeNotifications) List(_ context.Context, userID int64, p domain.Page)
 	return page(out, notificationCursor, p), nil
 }
 
+func (r *fakeNotifications) After(_ context.Context, userID, afterID int64, limit int) ([]domain.Notification, error) {
+	r.db.mu.Lock()
+	defer r.db.mu.Unlock()
+	out := []domain.Notification{}
+	for _, n := range r.db.notifications {
+		if n.UserID == userID && n.ID > afterID {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b domain.Notification) int { return cmp.Compare(a.ID, b.ID) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
 func (r *fakeNotifications) MarkRead(_ context.Context, userID, id int64, now time.Time) (domain.Notification, error) {
 	r.db.mu.Lock()
 	defer r.db.mu.Unlock()

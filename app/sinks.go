@@ -23,7 +23,10 @@ func (a *App) NotificationSink() ports.Sink {
 			UserID: e.DoctorID, Kind: e.Kind, RecordID: e.RecordID, PatientID: e.PatientID,
 			EventID: e.ID, CreatedAt: e.CreatedAt,
 		}
-		_, err := a.store.Notifications().Create(ctx, &n)
+		created, err := a.store.Notifications().Create(ctx, &n)
+		if created {
+			a.notified.notify()
+		}
 		return err
 	}}
 }

@@ -126,6 +126,9 @@ type Notifications interface {
 	Create(ctx context.Context, n *domain.Notification) (bool, error)
 	// List returns the user's notifications newest first.
 	List(ctx context.Context, userID int64, p domain.Page) ([]domain.Notification, error)
+	// After returns at most limit of the user's notifications with an id
+	// above afterID, in id order: what a live stream has not sent yet.
+	After(ctx context.Context, userID, afterID int64, limit int) ([]domain.Notification, error)
 	// MarkRead sets read_at (once) on the user's notification id and
 	// returns it. ENotFound when absent or another user's.
 	MarkRead(ctx context.Context, userID, id int64, now time.Time) (domain.Notification, error)

@@ -54,11 +54,25 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pair, err := s.app.SignIn(r.Context(), in[0], in[1], remoteAddr(r))
+	s.cfg.Observer.ObserveSignIn(signInOutcome(err))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenPairView{Refresh: pair.Refresh, Access: pair.Access})
+}
+
+// signInOutcome names a sign-in's result for metrics.
+func signInOutcome(err error) string {
+	switch domain.ErrorCode(err) {
+	case "":
+		return "ok"
+	case domain.EThrottled:
+		return "throttled"
+	case domain.EUnauthorized:
+		return "denied"
+	}
+	return "error"
 }
 
 func (s *server) refresh(w http.ResponseWriter, r *http.Request) {

@@ -107,11 +107,13 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePattern() != "" {
 			route = canonicalPath(rctx.RoutePattern()) // chi trims the trailing slash
 		}
+		elapsed := time.Since(start)
+		s.cfg.Observer.ObserveRequest(r.Method, route, status, elapsed)
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", route),
 			slog.Int("status", status),
-			slog.Int64("duration_us", time.Since(start).Microseconds()),
+			slog.Int64("duration_us", elapsed.Microseconds()),
 			slog.Int("bytes", ww.BytesWritten()),
 			slog.String("request_id", requestIDOf(r.Context())),
 			slog.String("remote", remoteAddr(r)),

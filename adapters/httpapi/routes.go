@@ -60,6 +60,7 @@ func (s *server) routes() {
 		})
 		r.Route("/api/notifications", func(r chi.Router) {
 			r.Get("/", s.notifications)
+			r.Get("/stream/", s.notificationStream)
 			r.Post("/{id}/read/", s.readNotification)
 		})
 		r.Route("/api/admin", func(r chi.Router) {

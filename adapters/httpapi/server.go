@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -35,7 +36,28 @@ type Config struct {
 	// requests per signed-in user, requests without a token per client
 	// address. The zero Rate is off.
 	RateRegister, RateUser, RateAnon Rate
+	// Observer is told of every answered request and sign-in (metrics);
+	// nil observes nothing.
+	Observer Observer
+	// Stream tunes GET /api/notifications/stream/; zero fields take defaults.
+	Stream StreamConfig
 }
+
+// Observer receives what the HTTP adapter sees, for metrics. Its methods
+// must be safe for concurrent use and must not block.
+type Observer interface {
+	// ObserveRequest is called once per answered request; route is the
+	// route pattern ("/api/records/{id}/"), never the raw path.
+	ObserveRequest(method, route string, code int, d time.Duration)
+	// ObserveSignIn is called once per sign-in attempt with its outcome:
+	// ok, denied or throttled.
+	ObserveSignIn(outcome string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveRequest(string, string, int, time.Duration) {}
+func (nopObserver) ObserveSignIn(string)                              {}
 
 // DefaultMaxBodyBytes is the request body limit when Config leaves it 0.
 const DefaultMaxBodyBytes = 1 << 20
@@ -46,7 +68,8 @@ type server struct {
 	log *slog.Logger
 	mux *chi.Mux
 
-	rates *rates
+	rates   *rates
+	streams openStreams
 }
 
 // NewServer returns the API's handler.
@@ -61,6 +84,10 @@ func newServer(a *app.App, cfg Config, log *slog.Logger) *server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	cfg.Stream.setDefaults()
 	s := &server{app: a, cfg: cfg, log: log, mux: chi.NewRouter(), rates: newRates(cfg)}
 	s.routes()
 	return s

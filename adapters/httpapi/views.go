@@ -31,6 +31,10 @@ func toUser(u domain.User, admin bool) userView {
 	return v
 }
 
+// UserJSON is an account as the admin API shows it; the CLI's
+// `users list --json` prints the same.
+func UserJSON(u domain.User) any { return toUser(u, true) }
+
 type doctorView struct {
 	ID       int64  `json:"id"`
 	Username string `json:"username"`

@@ -38,7 +38,26 @@ type Config struct {
 	Now func() time.Time
 	// Rand returns a value in [0, 1) for back-off jitter.
 	Rand func() float64
+	// Observer is told of every attempt and delivery (metrics); nil
+	// observes nothing.
+	Observer Observer
 }
+
+// Observer receives the dispatcher's outcomes, for metrics. Its methods
+// must be safe for concurrent use and must not block.
+type Observer interface {
+	// ObserveAttempt is called once per attempt of an event on a sink,
+	// with outcome ok or failed.
+	ObserveAttempt(sink, outcome string)
+	// ObserveDelivery is called when an event is delivered to every sink,
+	// with the time since its commit.
+	ObserveDelivery(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveAttempt(string, string) {}
+func (nopObserver) ObserveDelivery(time.Duration) {}
 
 // Defaults.
 const (
@@ -53,6 +72,9 @@ const (
 )
 
 func (c *Config) setDefaults() {
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if c.Owner == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

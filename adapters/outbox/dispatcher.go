@@ -246,10 +246,12 @@ func (d *Dispatcher) attempt(ctx context.Context, e domain.OutboxEvent) {
 		}
 		pending--
 		if err := s.Deliver(actx, e); err != nil {
+			d.cfg.Observer.ObserveAttempt(name, "failed")
 			d.log.Warn("outbox: delivery failed", "event", e.ID, "sink", name, "attempt", attempt, "err", err)
 			failures = append(failures, name+": "+err.Error())
 			continue
 		}
+		d.cfg.Observer.ObserveAttempt(name, "ok")
 		// A success is recorded at once when another sink follows (so a
 		// retry skips it, and a lost lease stops the next sink) or when one
 		// failed; after the last sink of a clean attempt, the one Delivered
@@ -280,6 +282,7 @@ func (d *Dispatcher) attempt(ctx context.Context, e domain.OutboxEvent) {
 			}
 			return
 		}
+		d.cfg.Observer.ObserveDelivery(now.Sub(e.CreatedAt))
 		d.log.Debug("outbox: event delivered", "event", e.ID, "attempt", attempt)
 		return
 	}

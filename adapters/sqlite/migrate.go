@@ -34,20 +34,67 @@ func provider(pool *sql.DB) (*goose.Provider, error) {
 
 // Migrate applies every pending migration, each in its own transaction.
 func (db *DB) Migrate(ctx context.Context) error {
+	_, err := db.ApplyMigrations(ctx)
+	return err
+}
+
+// ErrNewerDatabase is returned for a database that has a migration this
+// binary does not know: a newer healthrecord wrote it, and this one
+// could misread it.
+var ErrNewerDatabase = errors.New("the database was written by a newer healthrecord")
+
+// ApplyMigrations applies every pending migration and returns the file
+// names of those it applied. It refuses a database that has a migration
+// it does not know (ErrNewerDatabase), before changing anything.
+func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	p, err := provider(db.write)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
+	if err := db.checkKnown(ctx, p); err != nil {
+		return nil, err
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	clashes, err := backfillKeys(ctx, db.write)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(clashes) > 0 {
 		db.log.Warn("usernames that differ only in case or Unicode form; they sign in by their exact names until renamed",
 			"count", len(clashes))
+	}
+	names := make([]string, 0, len(res))
+	for _, r := range res {
+		names = append(names, path.Base(r.Source.Path))
+	}
+	return names, nil
+}
+
+// checkKnown compares the highest applied migration with the embedded ones.
+func (db *DB) checkKnown(ctx context.Context, p *goose.Provider) error {
+	var n int
+	if err := db.write.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, goose.DefaultTablename).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if n == 0 {
+		return nil // a new database
+	}
+	var applied int64
+	if err := db.write.QueryRowContext(ctx,
+		`SELECT coalesce(max(version_id), 0) FROM `+goose.DefaultTablename+` WHERE is_applied`).Scan(&applied); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	var known int64
+	for _, s := range p.ListSources() {
+		known = max(known, s.Version)
+	}
+	if applied > known {
+		return fmt.Errorf("%w (its migration %05d is unknown to this binary, which knows up to %05d): "+
+			"run the newer healthrecord, or restore a backup made by this version", ErrNewerDatabase, applied, known)
 	}
 	return nil
 }

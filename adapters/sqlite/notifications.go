@@ -74,6 +74,29 @@ func (r notifications) List(ctx context.Context, userID int64, p domain.Page) ([
 	return out, nil
 }
 
+// After reads from the (user_id, id) index: a live stream polls it often.
+func (r notifications) After(ctx context.Context, userID, afterID int64, limit int) ([]domain.Notification, error) {
+	rows, err := r.s.reader().QueryContext(ctx,
+		`SELECT `+notificationCols+` FROM notifications WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		userID, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
+	}
+	defer rows.Close()
+	out := []domain.Notification{}
+	for rows.Next() {
+		n, err := scanNotification(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
+	}
+	return out, nil
+}
+
 // MarkRead keeps the first read time: marking again changes nothing.
 func (r notifications) MarkRead(ctx context.Context, userID, id int64, now time.Time) (domain.Notification, error) {
 	q := r.s.writer()

@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/term"
-
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
 	"healthrecord/app"
@@ -21,23 +19,68 @@ import (
 	"healthrecord/ports"
 )
 
-// withApp parses the common flags, opens and migrates the database and
-// runs fn with an application that issues no tokens.
-func withApp(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer,
-	extra func(fs *flagSet), fn func(a *app.App, c config, rest []string) error) error {
-	var c config
-	fs := newFlagSet(name, getenv, stderr)
-	fs.dbFlags(&c)
-	if extra != nil {
-		extra(fs)
+// requireDB refuses a database file that does not exist: every command
+// but serve, migrate and createsuperuser works on an existing database,
+// and creating one on a typo'd path would answer from an empty database
+// (an "intact" audit trail, an empty backup).
+func requireDB(c config) error {
+	if strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://") {
+		return nil
 	}
-	if err := fs.parse(args); err != nil {
+	fi, err := os.Stat(c.DB)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no database at %s (set --db or HEALTHRECORD_DB; `healthrecord migrate` or `serve` creates one)", c.DB)
+	}
+	if err != nil {
+		return fmt.Errorf("database %s: %w", c.DB, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("database %s is not a regular file", c.DB)
+	}
+	return nil
+}
+
+// command describes one CLI command for withApp.
+type command struct {
+	name, use        string
+	minArgs, maxArgs int
+	// createsDB is true only for createsuperuser: the others refuse a
+	// database that does not exist.
+	createsDB bool
+	flags     func(fs *flagSet)
+	// check refuses a malformed command line before the database is
+	// touched; nil accepts any.
+	check func(rest []string) error
+}
+
+// withApp parses the common flags and the command's own, opens and
+// migrates the database and runs fn with an application that issues no
+// tokens.
+func withApp(ctx context.Context, cmd command, args []string, getenv func(string) string, stderr io.Writer,
+	fn func(a *app.App, c config, rest []string) error) error {
+	var c config
+	fs := newFlagSet(cmd.name, getenv, stderr, cmd.use)
+	fs.dbFlags(&c)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	if err := fs.parseArgs(args, cmd.minArgs, cmd.maxArgs); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, c)
+	if cmd.check != nil {
+		if err := cmd.check(fs.Args()); err != nil {
+			return err
+		}
+	}
+	if !cmd.createsDB {
+		if err := requireDB(c); err != nil {
+			return err
+		}
+	}
+	db, err := openDB(ctx, c, nil)
 	if err != nil {
 		return err
 	}
@@ -47,17 +90,17 @@ func withApp(ctx context.Context, name string, args []string, getenv func(string
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var c config
-	fs := newFlagSet("migrate", getenv, stderr)
+	fs := newFlagSet("migrate", getenv, stderr, "usage: healthrecord migrate [status]")
 	fs.dbFlags(&c)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseArgs(args, 0, 1); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
 		return err
 	}
 	rest := fs.Args()
-	if len(rest) > 1 || (len(rest) == 1 && rest[0] != "status") {
-		return usageError{"usage: healthrecord migrate [status]"}
+	if len(rest) == 1 && rest[0] != "status" {
+		return usageError{fmt.Sprintf("unknown argument %q\nusage: healthrecord migrate [status]", rest[0])}
 	}
 	db, err := sqliteOpen(ctx, c.DB)
 	if err != nil {
@@ -83,20 +126,48 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
+// prompter asks the operator for createsuperuser's missing values. A
+// terminal is the real one; tests pass a scripted one as stdin.
+type prompter interface {
+	// Line asks for a visible answer.
+	Line(prompt string) (string, error)
+	// Secret asks for an answer without echo.
+	Secret(prompt string) (string, error)
+}
+
+// passwordTries is how many times createsuperuser asks for a password that
+// matches its repetition and passes the validators, as Django does.
+const passwordTries = 3
+
 func cmdCreateSuperuser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var username, email string
 	var noinput bool
-	return withApp(ctx, "createsuperuser", args, getenv, stderr, func(fs *flagSet) {
-		fs.StringVar(&username, "username", "", "the admin's username")
-		fs.StringVar(&email, "email", "", "the admin's email address")
-		fs.BoolVar(&noinput, "noinput", false, "take the password from HEALTHRECORD_SUPERUSER_PASSWORD")
-	}, func(a *app.App, _ config, _ []string) error {
-		if username == "" || email == "" {
-			return usageError{"usage: healthrecord createsuperuser --username U --email E [--noinput]"}
-		}
-		pw, err := superuserPassword(noinput, getenv, stdin, stderr)
-		if err != nil {
-			return err
+	cmd := command{
+		name: "createsuperuser", use: "usage: healthrecord createsuperuser [--username U] [--email E] [--noinput]",
+		createsDB: true,
+		flags: func(fs *flagSet) {
+			fs.StringVar(&username, "username", "", "the admin's username (asked for when missing)")
+			fs.StringVar(&email, "email", "", "the admin's email address (asked for when missing)")
+			fs.BoolVar(&noinput, "noinput", false, "ask nothing: the password comes from HEALTHRECORD_SUPERUSER_PASSWORD")
+		},
+	}
+	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, _ config, _ []string) error {
+		var pw string
+		if noinput {
+			if username == "" || email == "" {
+				return usageError{"--noinput needs --username and --email"}
+			}
+			if pw = getenv("HEALTHRECORD_SUPERUSER_PASSWORD"); pw == "" {
+				return errors.New("--noinput needs the password in HEALTHRECORD_SUPERUSER_PASSWORD")
+			}
+		} else {
+			p, err := terminalPrompter(stdin, stderr)
+			if err != nil {
+				return err
+			}
+			if username, email, pw, err = askSuperuser(p, username, email, stderr); err != nil {
+				return err
+			}
 		}
 		u, err := a.CreateSuperuser(ctx, username, email, pw)
 		if err != nil {
@@ -107,36 +178,69 @@ func cmdCreateSuperuser(ctx context.Context, args []string, getenv func(string) 
 	})
 }
 
-// superuserPassword reads the password without echo from a terminal, or
-// with --noinput from the environment; with neither it refuses.
-func superuserPassword(noinput bool, getenv func(string) string, stdin io.Reader, stderr io.Writer) (string, error) {
-	if noinput {
-		pw := getenv("HEALTHRECORD_SUPERUSER_PASSWORD")
-		if pw == "" {
-			return "", errors.New("--noinput needs the password in HEALTHRECORD_SUPERUSER_PASSWORD")
+// askSuperuser asks for what the flags did not give, like Django's
+// createsuperuser: a blank answer is asked again, and so is a password
+// that does not match its repetition or that the validators refuse, up to
+// passwordTries times.
+func askSuperuser(p prompter, username, email string, stderr io.Writer) (string, string, string, error) {
+	ask := func(value *string, prompt, blank string) error {
+		for tries := 0; *value == ""; tries++ {
+			if tries == passwordTries {
+				return errors.New(blank)
+			}
+			v, err := p.Line(prompt)
+			if err != nil {
+				return err
+			}
+			if *value = strings.TrimSpace(v); *value == "" {
+				fmt.Fprintln(stderr, "Error: This field cannot be blank.")
+			}
 		}
-		return pw, nil
+		return nil
+	}
+	if err := ask(&username, "Username: ", "no username given"); err != nil {
+		return "", "", "", err
+	}
+	if err := ask(&email, "Email address: ", "no email address given"); err != nil {
+		return "", "", "", err
+	}
+	for range passwordTries {
+		p1, err := p.Secret("Password: ")
+		if err != nil {
+			return "", "", "", err
+		}
+		p2, err := p.Secret("Password (again): ")
+		if err != nil {
+			return "", "", "", err
+		}
+		if p1 != p2 {
+			fmt.Fprintln(stderr, "Error: Your passwords didn't match.")
+			continue
+		}
+		if strings.TrimSpace(p1) == "" {
+			fmt.Fprintln(stderr, "Error: Blank passwords aren't allowed.")
+			continue
+		}
+		if problems := domain.PasswordProblems(p1, username, email); len(problems) > 0 {
+			fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+			continue
+		}
+		return username, email, p1, nil
+	}
+	return "", "", "", fmt.Errorf("no acceptable password after %d tries", passwordTries)
+}
+
+// terminalPrompter asks on the terminal that stdin is; without one it
+// refuses, pointing to --noinput.
+func terminalPrompter(stdin io.Reader, stderr io.Writer) (prompter, error) {
+	if p, ok := stdin.(prompter); ok {
+		return p, nil
 	}
 	f, ok := stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return "", errors.New("no terminal to ask for a password: use --noinput with HEALTHRECORD_SUPERUSER_PASSWORD")
+	if !ok || !isTerminal(f) {
+		return nil, errors.New("no terminal to ask for a password: use --noinput with HEALTHRECORD_SUPERUSER_PASSWORD")
 	}
-	fmt.Fprint(stderr, "Password: ")
-	p1, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(stderr)
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprint(stderr, "Password (again): ")
-	p2, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(stderr)
-	if err != nil {
-		return "", err
-	}
-	if string(p1) != string(p2) {
-		return "", errors.New("passwords do not match")
-	}
-	return string(p1), nil
+	return newTTYPrompter(f, stderr), nil
 }
 
 // describe turns a domain error into a message for the operator.
@@ -155,46 +259,66 @@ func describe(err error) error {
 	return err
 }
 
+// printJSON writes v indented, as the admin API would show it.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: healthrecord users approve NAME | deactivate NAME | activate NAME | list"
-	if len(args) == 0 {
-		return usageError{use}
-	}
-	sub := args[0]
-	return withApp(ctx, "users "+sub, args[1:], getenv, stderr, nil, func(a *app.App, _ config, rest []string) error {
-		ops := map[string]app.UserOp{"approve": app.OpApprove, "deactivate": app.OpDeactivate, "activate": app.OpActivate}
+	const use = "usage: healthrecord users approve NAME | deactivate NAME | activate NAME | list [--json]"
+	var asJSON bool
+	ops := map[string]app.UserOp{"approve": app.OpApprove, "deactivate": app.OpDeactivate, "activate": app.OpActivate}
+	cmd := command{name: "users", use: use, minArgs: 1, maxArgs: 2, flags: func(fs *flagSet) {
+		fs.BoolVar(&asJSON, "json", false, "list: print JSON instead of a table")
+	}, check: func(rest []string) error {
+		_, isOp := ops[rest[0]]
+		switch {
+		case !isOp && rest[0] != "list":
+			return usageError{fmt.Sprintf("unknown argument %q\n%s", rest[0], use)}
+		case isOp && (len(rest) != 2 || asJSON), !isOp && len(rest) != 1:
+			return usageError{use}
+		}
+		return nil
+	}}
+	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, _ config, rest []string) error {
+		sub := rest[0]
 		if op, ok := ops[sub]; ok {
-			if len(rest) != 1 {
-				return usageError{use}
-			}
-			u, err := a.SetUserByName(ctx, rest[0], op)
+			u, err := a.SetUserByName(ctx, rest[1], op)
 			if err != nil {
 				if domain.ErrorCode(err) == domain.ENotFound {
-					return fmt.Errorf("no user named %q", rest[0])
+					return fmt.Errorf("no user named %q", rest[1])
 				}
 				return describe(err)
 			}
 			fmt.Fprintf(stdout, "%s: %s (approved=%t, active=%t)\n", u.Username, sub+"d", u.Approved, u.Active)
 			return nil
 		}
-		if sub != "list" || len(rest) != 0 {
-			return usageError{use}
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tROLE\tAPPROVED\tACTIVE")
+		var all []domain.User
 		p := domain.Page{Limit: domain.MaxPageSize}
 		for {
 			users, next, err := a.ListUsers(ctx, ports.UserFilter{}, p)
 			if err != nil {
 				return err
 			}
-			for _, u := range users {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%t\t%t\n", u.ID, u.Username, u.Email, u.Role, u.Approved, u.Active)
-			}
+			all = append(all, users...)
 			if next == nil {
 				break
 			}
 			p.After = next
+		}
+		if asJSON {
+			out := make([]any, 0, len(all))
+			for _, u := range all {
+				out = append(out, httpapi.UserJSON(u))
+			}
+			return printJSON(stdout, out)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tROLE\tAPPROVED\tACTIVE")
+		for _, u := range all {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%t\t%t\n", u.ID, u.Username, u.Email, u.Role, u.Approved, u.Active)
 		}
 		return tw.Flush()
 	})
@@ -202,16 +326,16 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 
 func cmdBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var c config
-	fs := newFlagSet("backup", getenv, stderr)
+	fs := newFlagSet("backup", getenv, stderr, "usage: healthrecord backup FILE")
 	fs.dbFlags(&c)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseArgs(args, 1, 1); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError{"usage: healthrecord backup FILE"}
+	if err := requireDB(c); err != nil {
+		return err
 	}
 	db, err := sqliteOpen(ctx, c.DB)
 	if err != nil {
@@ -219,78 +343,107 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer db.Close()
 	if err := db.Backup(ctx, fs.Arg(0)); err != nil {
-		return err
+		return inFile("backup", fs.Arg(0), err)
 	}
 	fmt.Fprintf(stdout, "Backup written to %s (integrity check ok).\n", fs.Arg(0))
 	return nil
 }
 
 func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: healthrecord outbox list [--state S] | retry ID"
-	if len(args) == 0 {
-		return usageError{use}
-	}
-	sub := args[0]
+	const use = "usage: healthrecord outbox list [--state S] [--json] | retry ID"
 	var state string
-	return withApp(ctx, "outbox "+sub, args[1:], getenv, stderr, func(fs *flagSet) {
-		if sub == "list" {
-			fs.StringVar(&state, "state", "", "pending, delivered or dead")
-		}
-	}, func(a *app.App, _ config, rest []string) error {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
+	var asJSON bool
+	cmd := command{name: "outbox", use: use, minArgs: 1, maxArgs: 2, flags: func(fs *flagSet) {
+		fs.StringVar(&state, "state", "", "list: only events in this state (pending, delivered or dead)")
+		fs.BoolVar(&asJSON, "json", false, "list: print JSON instead of a table")
+	}, check: func(rest []string) error {
 		switch {
-		case sub == "list" && len(rest) == 0:
-			var all []any
+		case rest[0] == "list" && len(rest) == 1:
+			return nil
+		case rest[0] == "retry" && len(rest) == 2 && state == "" && !asJSON:
+			if id, err := strconv.ParseInt(rest[1], 10, 64); err != nil || id < 1 {
+				return usageError{fmt.Sprintf("%q is not an event id\n%s", rest[1], use)}
+			}
+			return nil
+		}
+		return usageError{use}
+	}}
+	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, _ config, rest []string) error {
+		switch {
+		case rest[0] == "list" && len(rest) == 1:
+			var all []domain.OutboxEvent
 			p := domain.Page{Limit: domain.MaxPageSize}
 			for {
 				events, next, err := a.OutboxList(ctx, state, p)
 				if err != nil {
 					return describe(err)
 				}
-				for _, e := range events {
-					all = append(all, httpapi.OutboxJSON(e))
-				}
+				all = append(all, events...)
 				if next == nil {
 					break
 				}
 				p.After = next
 			}
-			if all == nil {
-				all = []any{}
+			if asJSON {
+				out := make([]any, 0, len(all))
+				for _, e := range all {
+					out = append(out, httpapi.OutboxJSON(e))
+				}
+				return printJSON(stdout, out)
 			}
-			return enc.Encode(all)
-		case sub == "retry" && len(rest) == 1:
-			id, err := strconv.ParseInt(rest[0], 10, 64)
-			if err != nil {
-				return usageError{use}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tKIND\tRECORD\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
+			for _, e := range all {
+				next := "-"
+				if e.State == domain.OutboxPending {
+					next = e.NextAttemptAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Kind, e.RecordID, e.State, e.Attempts,
+					e.CreatedAt.UTC().Format(time.RFC3339), next, oneLine(e.LastError, 60))
 			}
+			return tw.Flush()
+		default: // retry ID, checked above
+			id, _ := strconv.ParseInt(rest[1], 10, 64)
 			e, err := a.OutboxRetry(ctx, id)
 			if err != nil {
 				return describe(err)
 			}
-			return enc.Encode(httpapi.OutboxJSON(e))
+			return printJSON(stdout, httpapi.OutboxJSON(e))
 		}
-		return usageError{use}
 	})
+}
+
+// oneLine shortens s for a table cell.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const use = "usage: healthrecord audit verify [--head ID:HASH] | head"
-	if len(args) == 0 || (args[0] != "verify" && args[0] != "head") {
-		return usageError{use}
-	}
-	sub := args[0]
 	var kept string
-	return withApp(ctx, "audit "+sub, args[1:], getenv, stderr, func(fs *flagSet) {
-		if sub == "verify" {
-			fs.StringVar(&kept, "head", "", "a head printed earlier by `audit head`, as ID:HASH, that must still be in the chain")
+	cmd := command{name: "audit", use: use, minArgs: 1, maxArgs: 1, flags: func(fs *flagSet) {
+		fs.StringVar(&kept, "head", "", "verify: a head printed earlier by `audit head`, as ID:HASH, that must still be in the chain")
+	}, check: func(rest []string) error {
+		switch {
+		case rest[0] != "verify" && rest[0] != "head":
+			return usageError{fmt.Sprintf("unknown argument %q\n%s", rest[0], use)}
+		case rest[0] == "head" && kept != "":
+			return usageError{"--head goes with audit verify\n" + use}
 		}
-	}, func(a *app.App, _ config, rest []string) error {
-		if len(rest) != 0 {
-			return usageError{use}
+		if _, ok := parseHead(kept); kept != "" && !ok {
+			return usageError{"--head must be ID:HASH as `healthrecord audit head` prints them (id, 64 hex digits)"}
 		}
-		if sub == "head" {
+		return nil
+	}}
+	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, _ config, rest []string) error {
+		if rest[0] == "head" {
 			h, c, err := a.AuditHead(ctx)
 			if err != nil {
 				return err
@@ -305,10 +458,7 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		var since *domain.AuditHead
 		if kept != "" {
-			h, ok := parseHead(kept)
-			if !ok {
-				return usageError{"--head must be ID:HASH as `healthrecord audit head` prints them (id, 64 hex digits)"}
-			}
+			h, _ := parseHead(kept)
 			since = &h
 		}
 		c, err := a.CheckAudit(ctx, since)
@@ -338,19 +488,20 @@ func parseHead(s string) (domain.AuditHead, bool) {
 }
 
 func cmdKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		return usageError{"usage: healthrecord keys rotate"}
-	}
+	const use = "usage: healthrecord keys rotate [--refresh-ttl D]"
 	var keep time.Duration
-	return withApp(ctx, "keys rotate", args[1:], getenv, stderr, func(fs *flagSet) {
+	cmd := command{name: "keys", use: use, minArgs: 1, maxArgs: 1, flags: func(fs *flagSet) {
 		fs.dur(&keep, "refresh-ttl", "HEALTHRECORD_REFRESH_TTL", 24*time.Hour, "refresh token lifetime: how long the previous key keeps verifying")
-	}, func(a *app.App, c config, rest []string) error {
-		if len(rest) != 0 || keep <= 0 {
-			return usageError{"usage: healthrecord keys rotate [--refresh-ttl D]"}
+	}, check: func(rest []string) error {
+		if rest[0] != "rotate" {
+			return usageError{fmt.Sprintf("unknown argument %q\n%s", rest[0], use)}
 		}
+		return nil
+	}}
+	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, c config, _ []string) error {
 		kid, err := jwt.Rotate(c.KeyFile, time.Now(), keep)
 		if err != nil {
-			return err
+			return inFile("key file", c.KeyFile, err)
 		}
 		if err := a.KeysRotated(ctx); err != nil {
 			return fmt.Errorf("new signing key %s in %s, but the audit entry failed: %w", kid, c.KeyFile, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"healthrecord/adapters/httpapi"
+	"healthrecord/adapters/outbox"
 )
 
 // config is every setting, read once here from flags and HEALTHRECORD_*
@@ -35,7 +36,8 @@ type config struct {
 	MaxBodyBytes       int64
 	LogLevel           string
 	ShutdownTimeout    time.Duration
-	// Outbox tuning; zero takes the dispatcher's defaults.
+	MetricsAddr        string
+	// Outbox tuning.
 	OutboxLease          time.Duration
 	OutboxAttemptTimeout time.Duration
 	OutboxBackoff        time.Duration
@@ -47,18 +49,41 @@ type config struct {
 	QuotaBytes                       int64
 }
 
-// flagSet makes a command's flag set whose defaults come from the
-// environment, so an explicit flag overrides the variable.
+// flagSet is a command's flags, whose defaults come from the environment
+// so that an explicit flag overrides the variable. Flags may come before or
+// after the command's other arguments.
 type flagSet struct {
 	*flag.FlagSet
 	getenv func(string) string
 	errs   []error
+	args   []string // the arguments that are not flags, in order
 }
 
-func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flagSet {
+// newFlagSet makes the flag set of command name; use is its one-line
+// synopsis, printed with the flags by -h.
+func newFlagSet(name string, getenv func(string) string, stderr io.Writer, use ...string) *flagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	synopsis := "usage: healthrecord " + name + " [flags]"
+	if len(use) > 0 {
+		synopsis = use[0]
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), synopsis)
+		fmt.Fprintln(fs.Output(), "\nflags:")
+		fs.PrintDefaults()
+	}
 	return &flagSet{FlagSet: fs, getenv: getenv}
+}
+
+// envValue gives a flag its value from env when set; a value it refuses is
+// an error naming the variable.
+func (f *flagSet) envValue(v flag.Value, env string) {
+	if s := f.getenv(env); s != "" {
+		if err := v.Set(s); err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: %v", env, s, err))
+		}
+	}
 }
 
 func (f *flagSet) str(p *string, name, env, def, help string) {
@@ -68,37 +93,28 @@ func (f *flagSet) str(p *string, name, env, def, help string) {
 	f.StringVar(p, name, def, help+" (env "+env+")")
 }
 
+// dur is a duration flag that must be positive: zero or negative cannot be
+// honoured (a token that expires at once, a timeout that fires at once).
 func (f *flagSet) dur(p *time.Duration, name, env string, def time.Duration, help string) {
-	if v := f.getenv(env); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		}
-		def = d
-	}
-	f.DurationVar(p, name, def, help+" (env "+env+")")
+	*p = def
+	v := (*posDuration)(p)
+	f.envValue(v, env)
+	f.Var(v, name, help+", a `duration` like 90s or 5m (env "+env+")")
 }
 
 func (f *flagSet) boolean(p *bool, name, env string, def bool, help string) {
-	if v := f.getenv(env); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		}
-		def = b
-	}
-	f.BoolVar(p, name, def, help+" (env "+env+")")
+	*p = def
+	v := (*strictBool)(p)
+	f.envValue(v, env)
+	f.Var(v, name, help+" (env "+env+")")
 }
 
+// int64 is a count flag that must be positive.
 func (f *flagSet) int64(p *int64, name, env string, def int64, help string) {
-	if v := f.getenv(env); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", env, err))
-		}
-		def = n
-	}
-	f.Int64Var(p, name, def, help+" (env "+env+")")
+	*p = def
+	v := (*posInt)(p)
+	f.envValue(v, env)
+	f.Var(v, name, help+", a whole `number` (env "+env+")")
 }
 
 // value is a setting read by parse from text (the flag, else the variable,
@@ -120,14 +136,154 @@ func (f *flagSet) value(name, env, def, help string, parse func(string) error) {
 }
 
 // parse parses args and reports environment errors too.
+// int64OrOff is a count flag where 0 means off (a quota, a rate); only a
+// negative or unparseable value is refused.
+func (f *flagSet) int64OrOff(p *int64, name, env string, def int64, help string) {
+	*p = def
+	v := &offInt{p}
+	f.envValue(v, env)
+	f.Var(v, name, help+", a whole `number`, 0 = off (env "+env+")")
+}
+
+// offInt accepts whole numbers from zero up.
+type offInt struct{ p *int64 }
+
+func (n *offInt) String() string {
+	if n.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*n.p, 10)
+}
+func (n *offInt) Set(s string) error {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return errors.New("must be a whole number (0 = off)")
+	}
+	if v < 0 {
+		return errors.New("must be 0 (off) or more")
+	}
+	*n.p = v
+	return nil
+}
+
+// posDuration accepts Go durations above zero ("90s", "5m", "1h30m").
+type posDuration time.Duration
+
+func (d *posDuration) String() string { return time.Duration(*d).String() }
+func (d *posDuration) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration: write it like 90s, 5m or 1h30m")
+	}
+	if v <= 0 {
+		return errors.New("must be a duration above zero, like 90s, 5m or 1h30m")
+	}
+	*d = posDuration(v)
+	return nil
+}
+
+// strictBool accepts true/false and 1/0 only: "yes" or "on" are refused
+// rather than guessed.
+type strictBool bool
+
+func (b *strictBool) String() string   { return strconv.FormatBool(bool(*b)) }
+func (b *strictBool) IsBoolFlag() bool { return true }
+func (b *strictBool) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1":
+		*b = true
+	case "false", "0":
+		*b = false
+	default:
+		return errors.New("must be true or false")
+	}
+	return nil
+}
+
+// posInt accepts whole numbers above zero.
+type posInt int64
+
+func (n *posInt) String() string { return strconv.FormatInt(int64(*n), 10) }
+func (n *posInt) Set(s string) error {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return errors.New("must be a whole number")
+	}
+	if v <= 0 {
+		return errors.New("must be above zero")
+	}
+	*n = posInt(v)
+	return nil
+}
+
+// parse parses args, flags and other arguments in any order ("--" ends
+// the flags), and reports environment errors too. -h and --help return
+// flag.ErrHelp after printing the help.
 func (f *flagSet) parse(args []string) error {
-	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	f.args = nil
+	for {
+		// The flag package prints its error and the whole help on a
+		// mistake; the error alone, returned, says it better.
+		out := f.Output()
+		f.SetOutput(io.Discard)
+		err := f.Parse(args)
+		f.SetOutput(out)
+		if err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.Usage()
+				return err
+			}
+			return usageError{err.Error() + "\n(healthrecord " + f.Name() + " -h lists the flags)"}
 		}
-		return usageError{err.Error()}
+		rest := f.FlagSet.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			f.args = append(f.args, rest...)
+			break
+		}
+		f.args = append(f.args, rest[0])
+		args = rest[1:]
 	}
 	return errors.Join(f.errs...)
+}
+
+// parseArgs parses like parse and also requires between min and max
+// other arguments.
+func (f *flagSet) parseArgs(args []string, minArgs, maxArgs int) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if len(f.args) < minArgs || len(f.args) > maxArgs {
+		var b strings.Builder
+		out := f.Output()
+		f.SetOutput(&b)
+		f.Usage()
+		f.SetOutput(out)
+		if len(f.args) > maxArgs {
+			return usageError{fmt.Sprintf("unexpected argument %q\n%s", f.args[maxArgs], strings.TrimSpace(b.String()))}
+		}
+		return usageError{strings.TrimSpace(b.String())}
+	}
+	return nil
+}
+
+// parseNoArgs parses like parse and refuses any other argument.
+func (f *flagSet) parseNoArgs(args []string) error { return f.parseArgs(args, 0, 0) }
+
+// Args are the arguments that are not flags.
+func (f *flagSet) Args() []string { return f.args }
+
+// NArg is len(Args()).
+func (f *flagSet) NArg() int { return len(f.args) }
+
+// Arg is Args()[i], or "" beyond them.
+func (f *flagSet) Arg(i int) string {
+	if i < len(f.args) {
+		return f.args[i]
+	}
+	return ""
 }
 
 // dbFlags are the settings every command needs to find its data.
@@ -153,10 +309,11 @@ func (f *flagSet) serveFlags(c *config) {
 	f.str(&c.TLSKey, "tls-key", "HEALTHRECORD_TLS_KEY", "", "TLS private key file")
 	f.int64(&c.MaxBodyBytes, "max-body", "HEALTHRECORD_MAX_BODY", 1<<20, "largest request body in bytes")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "HEALTHRECORD_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
-	f.dur(&c.OutboxLease, "outbox-lease", "HEALTHRECORD_OUTBOX_LEASE", 0, "how long a claimed event is reserved; after a crash its delivery resumes when the lease ends (default 1m)")
-	f.dur(&c.OutboxAttemptTimeout, "outbox-attempt-timeout", "HEALTHRECORD_OUTBOX_ATTEMPT_TIMEOUT", 0, "limit of one delivery attempt (default 30s)")
-	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", 0, "first retry delay, doubled each attempt (default 2s)")
-	f.int64(&c.OutboxMaxAttempts, "outbox-max-attempts", "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS", 0, "failed attempts before an event is dead (default 8)")
+	f.dur(&c.OutboxLease, "outbox-lease", "HEALTHRECORD_OUTBOX_LEASE", outbox.DefaultLease, "how long a claimed event is reserved; after a crash its delivery resumes when the lease ends")
+	f.dur(&c.OutboxAttemptTimeout, "outbox-attempt-timeout", "HEALTHRECORD_OUTBOX_ATTEMPT_TIMEOUT", outbox.DefaultAttemptTimeout, "limit of one delivery attempt")
+	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", outbox.DefaultBaseBackoff, "first retry delay, doubled each attempt")
+	f.int64(&c.OutboxMaxAttempts, "outbox-max-attempts", "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS", outbox.DefaultMaxAttempts, "failed attempts before an event is dead")
+	f.str(&c.MetricsAddr, "metrics-addr", "HEALTHRECORD_METRICS_ADDR", "", "Prometheus /metrics listen address, apart from the API (unset: no metrics)")
 	c.SMTPPassword = f.getenv("HEALTHRECORD_SMTP_PASSWORD")
 	f.value("trusted-proxies", "HEALTHRECORD_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-* headers are believed",
 		func(s string) (err error) { c.TrustedProxies, err = parsePrefixes(s); return err })
@@ -227,7 +384,7 @@ func parsePublicURL(s string) (*url.URL, error) {
 func (c *config) validate() error {
 	var errs []error
 	if c.DB == "" {
-		errs = append(errs, errors.New("--db must not be empty"))
+		errs = append(errs, errors.New("--db (HEALTHRECORD_DB) must not be empty"))
 	}
 	if c.KeyFile == "" {
 		c.KeyFile = c.DB + ".keys"
@@ -235,29 +392,34 @@ func (c *config) validate() error {
 	if c.AuditKeyFile == "" {
 		c.AuditKeyFile = c.KeyFile + ".audit"
 	}
-	if c.Addr != "" {
-		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("--addr: %w", err))
+	for _, a := range []struct{ v, name string }{
+		{c.Addr, "--addr (HEALTHRECORD_ADDR)"}, {c.MetricsAddr, "--metrics-addr (HEALTHRECORD_METRICS_ADDR)"},
+	} {
+		if a.v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("%s=%q: must be host:port, like 127.0.0.1:8000", a.name, a.v))
 		}
 	}
-	if c.AccessTTL < 0 || c.RefreshTTL < 0 || (c.RefreshTTL > 0 && c.AccessTTL > c.RefreshTTL) {
-		errs = append(errs, errors.New("token lifetimes must be positive and --access-ttl at most --refresh-ttl"))
+	if c.Addr != "" && c.Addr == c.MetricsAddr && !strings.HasSuffix(c.Addr, ":0") {
+		errs = append(errs, errors.New("--metrics-addr must differ from --addr: metrics are never served on the API's listener"))
+	}
+	if c.RefreshTTL > 0 && c.AccessTTL > c.RefreshTTL {
+		errs = append(errs, errors.New("--access-ttl (HEALTHRECORD_ACCESS_TTL) must be at most --refresh-ttl (HEALTHRECORD_REFRESH_TTL)"))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
-	}
-	if c.MaxBodyBytes < 0 {
-		errs = append(errs, errors.New("--max-body must be positive"))
+		errs = append(errs, errors.New("--tls-cert and --tls-key (HEALTHRECORD_TLS_CERT, HEALTHRECORD_TLS_KEY) go together"))
 	}
 	switch strings.ToLower(c.SMTPStartTLS) {
 	case "", "auto", "always", "never":
 	default:
-		errs = append(errs, errors.New("--smtp-starttls must be auto, always or never"))
+		errs = append(errs, fmt.Errorf("--smtp-starttls (HEALTHRECORD_SMTP_STARTTLS)=%q: must be auto, always or never", c.SMTPStartTLS))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, errors.New("--log-level must be debug, info, warn or error"))
+		errs = append(errs, fmt.Errorf("--log-level (HEALTHRECORD_LOG_LEVEL)=%q: must be debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
 }

@@ -252,7 +252,7 @@ func TestCLI_MigrateBackupKeysAndUsers(t *testing.T) {
 	_, err = s.cli("users", "approve", "carol")
 	assert.Error(t, err, "patients need no approval")
 
-	out, err = s.cli("outbox", "list", "--state", "dead")
+	out, err = s.cli("outbox", "list", "--state", "dead", "--json")
 	require.NoError(t, err, out)
 	assert.JSONEq(t, "[]", out)
 	_, err = s.cli("outbox", "list", "--state", "weird")

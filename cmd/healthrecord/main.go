@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,28 +33,39 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
-const usage = `usage: healthrecord COMMAND [flags]
+const usage = `usage: healthrecord COMMAND [arguments and flags, in any order]
 
 commands:
   serve                                  run the API and the outbox dispatcher
   migrate [status]                       apply (or list) the database migrations
-  createsuperuser --username U --email E [--noinput]
-  users approve NAME | deactivate NAME | activate NAME | list
+  createsuperuser [--username U] [--email E] [--noinput]
+  users approve NAME | deactivate NAME | activate NAME | list [--json]
   backup FILE                            a consistent copy of the live database
-  outbox list [--state S] | retry ID
+  outbox list [--state S] [--json] | retry ID
   audit verify [--head ID:HASH] | head   check the audit trail's keyed chain; print its head
   keys rotate                            a new signing key for new tokens
+  version                                version, commit and Go version (also --version)
 
 Run "healthrecord COMMAND -h" for a command's flags.`
 
 // run is the whole program: end-to-end tests call it with their own
 // arguments, environment and streams.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdin, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h and --help printed the help: a success
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{usage}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "version", "--version", "-version":
+		return cmdVersion(rest, getenv, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, getenv, stderr)
 	case "migrate":

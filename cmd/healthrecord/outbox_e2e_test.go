@@ -128,7 +128,7 @@ func TestNotifications_PoisonEventGoesDeadAndCanBeRetried(t *testing.T) {
 	assert.Equal(t, 3, dead[0].Attempts)
 	assert.Contains(t, dead[0].LastError, "550")
 	// The CLI shows the event as the admin API does.
-	out, err := s.cli("outbox", "list", "--state", "dead")
+	out, err := s.cli("outbox", "list", "--state", "dead", "--json")
 	require.NoError(t, err, out)
 	var listed []outboxRow
 	require.NoError(t, json.Unmarshal([]byte(out), &listed))

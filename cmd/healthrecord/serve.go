@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"healthrecord/adapters/auditkey"
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
+	"healthrecord/adapters/metrics"
 	"healthrecord/adapters/outbox"
 	"healthrecord/adapters/password"
 	"healthrecord/adapters/smtp"
@@ -43,23 +45,48 @@ func randomBytes(n int) []byte {
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableDurations}))
 }
 
-// openDB opens and migrates the database and keys its audit chain.
-func openDB(ctx context.Context, c config, opts ...sqlite.Option) (*sqlite.DB, error) {
+// readableDurations writes durations as "1m30s" rather than slog's JSON
+// default, a count of nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
+// openDB opens and migrates the database and keys its audit chain; log,
+// when set, hears of a database created and of each migration applied.
+func openDB(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, error) {
+	_, statErr := os.Stat(c.DB)
+	created := errors.Is(statErr, os.ErrNotExist)
+	var opts []sqlite.Option
+	if log != nil {
+		opts = append(opts, sqlite.WithLogger(log))
+	}
 	db, err := sqlite.Open(ctx, c.DB, opts...)
 	if err != nil {
-		return nil, err
+		return nil, inFile("database", c.DB, err)
 	}
-	if err := db.Migrate(ctx); err != nil {
+	if created && log != nil {
+		log.Info("created a new database", "db", c.DB)
+	}
+	applied, err := db.ApplyMigrations(ctx)
+	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, inFile("database", c.DB, err)
 	}
-	key, created, err := auditkey.LoadOrCreate(c.AuditKeyFile)
+	for _, m := range applied {
+		if log != nil {
+			log.Info("applied migration", "migration", m)
+		}
+	}
+	key, keyCreated, err := auditkey.LoadOrCreate(c.AuditKeyFile)
 	if err == nil {
-		err = db.UseAuditKey(ctx, key, created)
-		if err != nil && created {
+		err = db.UseAuditKey(ctx, key, keyCreated)
+		if err != nil && keyCreated {
 			// The chain was not re-keyed: drop the key, so the next start
 			// checks the old chain again instead of keying over it.
 			_ = os.Remove(c.AuditKeyFile)
@@ -70,6 +97,14 @@ func openDB(ctx context.Context, c config, opts ...sqlite.Option) (*sqlite.DB, e
 		return nil, err
 	}
 	return db, nil
+}
+
+// inFile names the file an error concerns, unless it does already.
+func inFile(what, path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", what, path, err)
 }
 
 // hashConcurrency bounds the argon2id hashes running at once to half the
@@ -93,7 +128,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	var c config
 	fs := newFlagSet("serve", getenv, stderr)
 	fs.serveFlags(&c)
-	if err := fs.parse(args); err != nil {
+	if err := fs.parseNoArgs(args); err != nil {
 		return err
 	}
 	if err := c.validate(); err != nil {
@@ -102,20 +137,47 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	log := newLogger(stderr, c.LogLevel)
 	setMemoryLimit(getenv)
 
-	db, err := openDB(ctx, c, sqlite.WithLogger(log))
+	// Everything that can fail for the operator's settings fails here,
+	// before a database or key file is created or "listening" is logged.
+	var tlsCfg *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate %s and key %s do not load: %w", c.TLSCert, c.TLSKey, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (HEALTHRECORD_ADDR / --addr): %w", c.Addr, err)
+	}
+	defer ln.Close()
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("cannot listen on %s (HEALTHRECORD_METRICS_ADDR / --metrics-addr): %w", c.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
+
+	db, err := openDB(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	tokens, err := jwt.LoadOrCreate(c.KeyFile, time.Now())
 	if err != nil {
-		return err
+		return inFile("key file", c.KeyFile, err)
 	}
 	a := newApp(db, tokens, c, log)
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
 
+	var obs *metrics.Metrics
+	if metricsLn != nil {
+		obs = metrics.New(db, log)
+	}
 	sinks := []ports.Sink{a.NotificationSink()}
 	if c.SMTPAddr != "" {
 		host := strings.SplitN(c.SMTPAddr, ":", 2)[0]
@@ -129,28 +191,38 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Info("email delivery on", "smtp_host", host)
 		sinks = append(sinks, a.EmailSink(m))
 	}
-	dispatcher, err := outbox.New(db.Outbox(), sinks, outbox.Config{
+	ocfg := outbox.Config{
 		Lease: c.OutboxLease, AttemptTimeout: c.OutboxAttemptTimeout,
 		BaseBackoff: c.OutboxBackoff, MaxAttempts: int(c.OutboxMaxAttempts),
-	}, log)
+	}
+	if obs != nil {
+		ocfg.Observer = obs
+	}
+	dispatcher, err := outbox.New(db.Outbox(), sinks, ocfg, log)
 	if err != nil {
 		return err
 	}
 	// Wake the dispatcher when an assignment commits, not at the next poll.
 	db.OnOutboxCommit(dispatcher.Wake)
 
-	handler := httpapi.NewServer(a, httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: c.TLSCert != "",
+	streamsDone := make(chan struct{})
+	hcfg := httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: tlsCfg != nil,
 		TrustedProxies: c.TrustedProxies, PublicURL: c.PublicURL,
-		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon}, log)
-	srv := newHTTPServer(handler, log)
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return err
+		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon,
+		Stream: httpapi.StreamConfig{Done: streamsDone}}
+	if obs != nil {
+		hcfg.Observer = obs
 	}
+	handler := httpapi.NewServer(a, hcfg, log)
+	srv := newHTTPServer(handler, log)
+	srv.TLSConfig = tlsCfg
+	// Live notification streams end at shutdown; Shutdown would otherwise
+	// wait for them until its deadline.
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { a.RunBackground(bg); done <- struct{}{} }()
 	go func() {
 		if err := dispatcher.Run(bg); err != nil {
@@ -158,18 +230,29 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		done <- struct{}{}
 	}()
+	waits := 2
+	if metricsLn != nil {
+		waits++
+		go func() {
+			if err := obs.Serve(bg, metricsLn); err != nil {
+				log.Error("metrics listener stopped", "err", err)
+			}
+			done <- struct{}{}
+		}()
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
+	}
 
 	serveErr := make(chan error, 1)
 	go func() {
 		var err error
-		if c.TLSCert != "" {
-			err = srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		if tlsCfg != nil {
+			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)
 		}
 		serveErr <- err
 	}()
-	log.Info("listening", "addr", ln.Addr().String(), "tls", c.TLSCert != "", "db", c.DB)
+	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "db", c.DB)
 
 	select {
 	case <-ctx.Done():
@@ -187,7 +270,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	stopBG()
-	for range 2 {
+	for range waits {
 		select {
 		case <-done:
 		case <-sctx.Done():
@@ -244,4 +327,10 @@ func setMemoryLimit(getenv func(string) string) {
 }
 
 // sqliteOpen opens the database without migrating it.
-func sqliteOpen(ctx context.Context, path string) (*sqlite.DB, error) { return sqlite.Open(ctx, path) }
+func sqliteOpen(ctx context.Context, path string) (*sqlite.DB, error) {
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, inFile("database", path, err)
+	}
+	return db, nil
+}

@@ -49,6 +49,27 @@ func testNotifications(t *testing.T, open Opener) {
 		assert.Equal(t, n3, mine[0])
 	})
 
+	t.Run("after_in_id_order", func(t *testing.T) {
+		got, err := s.Notifications().After(ctx(t), d.ID, 0, 10)
+		require.NoError(t, err)
+		var ids []int64
+		for _, n := range got {
+			ids = append(ids, n.ID)
+		}
+		assert.Equal(t, []int64{n1.ID, n2.ID, n4.ID}, ids)
+		got, err = s.Notifications().After(ctx(t), d.ID, n1.ID, 1)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, n2.ID, got[0].ID)
+		got, err = s.Notifications().After(ctx(t), d.ID, n4.ID, 10)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		got, err = s.Notifications().After(ctx(t), d2.ID, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, n3.ID, got[0].ID)
+	})
+
 	t.Run("mark_read_only_by_owner_once", func(t *testing.T) {
 		_, err := s.Notifications().MarkRead(ctx(t), d2.ID, n1.ID, at(10))
 		requireCode(t, domain.ENotFound, err)

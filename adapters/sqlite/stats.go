@@ -1,0 +1,55 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// OutboxCounts is the number of outbox events per state, for metrics.
+func (db *DB) OutboxCounts(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT state, count(*) FROM outbox GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
+		}
+		out[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
+	}
+	return out, nil
+}
+
+// OldestPending is the commit time of the oldest pending outbox event,
+// zero when none is pending: the backlog's age, for metrics.
+func (db *DB) OldestPending(ctx context.Context) (time.Time, error) {
+	var n sql.NullInt64
+	if err := db.read.QueryRowContext(ctx,
+		`SELECT min(created_at) FROM outbox WHERE state = 'pending'`).Scan(&n); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: oldest pending event: %w", err)
+	}
+	if !n.Valid {
+		return time.Time{}, nil
+	}
+	return fromNanos(n.Int64), nil
+}
+
+// AuditEntries is the number of audit entries ever written. Entries are
+// never deleted and their ids have no gaps, so the last id is the count,
+// read from the primary key without a scan.
+func (db *DB) AuditEntries(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.read.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM audit`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: audit entries: %w", err)
+	}
+	return n, nil
+}

@@ -26,6 +26,12 @@ type Config struct {
 	// AuditFlushInterval bounds how long a read's audit entry may wait in
 	// memory before it is written.
 	AuditFlushInterval time.Duration
+	// Email delivery retries: back-off from OutboxBackoff doubling up to
+	// OutboxMaxBackoff; a transient failure is given up (dead) once the
+	// delivery is OutboxMaxAge old.
+	OutboxBackoff    time.Duration
+	OutboxMaxBackoff time.Duration
+	OutboxMaxAge     time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -50,6 +56,15 @@ func (c *Config) setDefaults() {
 	if c.AuditFlushInterval == 0 {
 		c.AuditFlushInterval = 50 * time.Millisecond
 	}
+	if c.OutboxBackoff == 0 {
+		c.OutboxBackoff = 2 * time.Second
+	}
+	if c.OutboxMaxBackoff == 0 {
+		c.OutboxMaxBackoff = 15 * time.Minute
+	}
+	if c.OutboxMaxAge == 0 {
+		c.OutboxMaxAge = 72 * time.Hour
+	}
 }
 
 // Deps are the ports the application uses.
@@ -61,6 +76,10 @@ type Deps struct {
 	// Random returns n random bytes (token ids, session ids).
 	Random func(n int) []byte
 	Log    *slog.Logger
+	// Mailer sends the assignment emails; nil: no email.
+	Mailer ports.Mailer
+	// Observer, when set, hears every delivery attempt's outcome.
+	Observer ports.DeliveryObserver
 }
 
 // App is the application: every use case is a method.
@@ -72,6 +91,10 @@ type App struct {
 	random func(int) []byte
 	log    *slog.Logger
 	cfg    Config
+
+	mailer   ports.Mailer
+	observer ports.DeliveryObserver
+	retry    domain.RetryPolicy
 
 	throttle *throttle
 	revoked  *revocations
@@ -90,6 +113,8 @@ func New(d Deps, cfg Config) *App {
 	}
 	a := &App{
 		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
+		mailer: d.Mailer, observer: d.Observer,
+		retry:    domain.RetryPolicy{BaseBackoff: cfg.OutboxBackoff, MaxBackoff: cfg.OutboxMaxBackoff, MaxAge: cfg.OutboxMaxAge},
 		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
 		revoked:  newRevocations(),
 	}

@@ -42,7 +42,7 @@ func withApp(ctx context.Context, name string, args []string, getenv func(string
 		return err
 	}
 	defer db.Close()
-	return fn(newApp(db, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
+	return fn(newApp(db, nil, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -226,15 +226,16 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: healthrecord outbox list [--state S] | retry ID"
+	const use = "usage: healthrecord outbox list [--state S] [--sink notification|email] | retry ID"
 	if len(args) == 0 {
 		return usageError{use}
 	}
 	sub := args[0]
-	var state string
+	var f ports.OutboxFilter
 	return withApp(ctx, "outbox "+sub, args[1:], getenv, stderr, func(fs *flagSet) {
 		if sub == "list" {
-			fs.StringVar(&state, "state", "", "pending, delivered or dead")
+			fs.StringVar(&f.State, "state", "", "pending, delivered or dead (with --sink: that sink's state)")
+			fs.StringVar(&f.Sink, "sink", "", "only events with a delivery through this sink: notification or email")
 		}
 	}, func(a *app.App, _ config, rest []string) error {
 		enc := json.NewEncoder(stdout)
@@ -244,7 +245,7 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			var all []any
 			p := domain.Page{Limit: domain.MaxPageSize}
 			for {
-				events, next, err := a.OutboxList(ctx, state, p)
+				events, next, err := a.OutboxList(ctx, f, p)
 				if err != nil {
 					return describe(err)
 				}

@@ -34,7 +34,8 @@ type config struct {
 	OutboxLease          time.Duration
 	OutboxAttemptTimeout time.Duration
 	OutboxBackoff        time.Duration
-	OutboxMaxAttempts    int64
+	OutboxMaxAge         time.Duration
+	SMTPConnections      int64
 }
 
 // flagSet makes a command's flag set whose defaults come from the
@@ -127,7 +128,8 @@ func (f *flagSet) serveFlags(c *config) {
 	f.dur(&c.OutboxLease, "outbox-lease", "HEALTHRECORD_OUTBOX_LEASE", 0, "how long a claimed event is reserved; after a crash its delivery resumes when the lease ends (default 1m)")
 	f.dur(&c.OutboxAttemptTimeout, "outbox-attempt-timeout", "HEALTHRECORD_OUTBOX_ATTEMPT_TIMEOUT", 0, "limit of one delivery attempt (default 30s)")
 	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", 0, "first retry delay, doubled each attempt (default 2s)")
-	f.int64(&c.OutboxMaxAttempts, "outbox-max-attempts", "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS", 0, "failed attempts before an event is dead (default 8)")
+	f.dur(&c.OutboxMaxAge, "outbox-max-age", "HEALTHRECORD_OUTBOX_MAX_AGE", 72*time.Hour, "how long an email is retried after transient failures before it is dead")
+	f.int64(&c.SMTPConnections, "smtp-connections", "HEALTHRECORD_SMTP_CONNECTIONS", 4, "most connections open to the SMTP relay at once")
 	c.SMTPPassword = f.getenv("HEALTHRECORD_SMTP_PASSWORD")
 }
 
@@ -158,6 +160,14 @@ func (c *config) validate() error {
 	case "", "auto", "always", "never":
 	default:
 		errs = append(errs, errors.New("--smtp-starttls must be auto, always or never"))
+	}
+	// A zero or negative count or duration cannot be honoured: refused,
+	// never replaced by the default.
+	if c.SMTPConnections < 1 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_SMTP_CONNECTIONS (--smtp-connections) must be at least 1, not %d", c.SMTPConnections))
+	}
+	if c.OutboxMaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_OUTBOX_MAX_AGE (--outbox-max-age) must be a positive duration, not %v", c.OutboxMaxAge))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -40,7 +40,7 @@ commands:
   createsuperuser --username U --email E [--noinput]
   users approve NAME | deactivate NAME | activate NAME | list
   backup FILE                            a consistent copy of the live database
-  outbox list [--state S] | retry ID
+  outbox list [--state S] [--sink K] | retry ID
   audit verify                           check the audit trail's hash chain
   keys rotate                            a new signing key for new tokens
 

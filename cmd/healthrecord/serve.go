@@ -64,13 +64,14 @@ func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 const hashCPUShare = 0.5
 
-// newApp wires the application for c. tokens may be nil for commands that
-// issue none.
-func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger) *app.App {
+// newApp wires the application for c. tokens and mailer may be nil for
+// commands that issue no token and send no email.
+func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
-		Clock: systemClock{}, Random: randomBytes, Log: log,
-	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
+		Clock: systemClock{}, Random: randomBytes, Log: log, Mailer: mailer,
+	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors,
+		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge})
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -95,27 +96,29 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	a := newApp(db, tokens, c, log)
-	if err := a.Start(ctx); err != nil {
-		return err
-	}
-
-	sinks := []ports.Sink{a.NotificationSink()}
+	var mailer ports.Mailer
 	if c.SMTPAddr != "" {
 		host := strings.SplitN(c.SMTPAddr, ":", 2)[0]
 		m, err := smtp.New(smtp.Config{
 			Addr: c.SMTPAddr, From: c.SMTPFrom, Username: c.SMTPUsername, Password: c.SMTPPassword,
-			StartTLS: strings.ToLower(c.SMTPStartTLS), HeloHost: "localhost",
+			StartTLS: strings.ToLower(c.SMTPStartTLS), HeloHost: "localhost", Connections: int(c.SMTPConnections),
 		})
 		if err != nil {
 			return err
 		}
-		log.Info("email delivery on", "smtp_host", host)
-		sinks = append(sinks, a.EmailSink(m))
+		defer m.Close()
+		log.Info("email delivery on", "smtp_host", host, "smtp_connections", c.SMTPConnections)
+		mailer = m
 	}
-	dispatcher, err := outbox.New(db.Outbox(), sinks, outbox.Config{
+	a := newApp(db, tokens, mailer, c, log)
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	// One email attempt in flight per SMTP connection: none waits for a
+	// connection, so the attempt timeout is spent on the relay alone.
+	dispatcher, err := outbox.New(a, outbox.Config{
 		Lease: c.OutboxLease, AttemptTimeout: c.OutboxAttemptTimeout,
-		BaseBackoff: c.OutboxBackoff, MaxAttempts: int(c.OutboxMaxAttempts),
+		Email: mailer != nil, EmailConcurrency: int(c.SMTPConnections),
 	}, log)
 	if err != nil {
 		return err

@@ -133,6 +133,20 @@ func (f *flagSet) serveFlags(c *config) {
 	c.SMTPPassword = f.getenv("HEALTHRECORD_SMTP_PASSWORD")
 }
 
+// validateNotifications checks serve's notification settings: a zero or
+// negative count or duration cannot be honoured, so it is refused, never
+// replaced by the default.
+func (c *config) validateNotifications() error {
+	var errs []error
+	if c.SMTPConnections < 1 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_SMTP_CONNECTIONS (--smtp-connections) must be at least 1, not %d", c.SMTPConnections))
+	}
+	if c.OutboxMaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_OUTBOX_MAX_AGE (--outbox-max-age) must be a positive duration, not %v", c.OutboxMaxAge))
+	}
+	return errors.Join(errs...)
+}
+
 // validate checks the settings once, before anything starts.
 func (c *config) validate() error {
 	var errs []error
@@ -160,14 +174,6 @@ func (c *config) validate() error {
 	case "", "auto", "always", "never":
 	default:
 		errs = append(errs, errors.New("--smtp-starttls must be auto, always or never"))
-	}
-	// A zero or negative count or duration cannot be honoured: refused,
-	// never replaced by the default.
-	if c.SMTPConnections < 1 {
-		errs = append(errs, fmt.Errorf("HEALTHRECORD_SMTP_CONNECTIONS (--smtp-connections) must be at least 1, not %d", c.SMTPConnections))
-	}
-	if c.OutboxMaxAge <= 0 {
-		errs = append(errs, fmt.Errorf("HEALTHRECORD_OUTBOX_MAX_AGE (--outbox-max-age) must be a positive duration, not %v", c.OutboxMaxAge))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -81,7 +81,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if err := c.validate(); err != nil {
+	if err := errors.Join(c.validate(), c.validateNotifications()); err != nil {
 		return err
 	}
 	log := newLogger(stderr, c.LogLevel)

@@ -23,6 +23,79 @@ type mailbox struct {
 	mu   sync.Mutex
 	msgs []*mail.Message
 	raw  []string
+	// TCP connections: opened in all, open now, most open at once.
+	opened, open, maxOpen int
+}
+
+// conns reports the connections opened in all and the most open at once.
+func (mb *mailbox) conns() (opened, maxOpen int) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.opened, mb.maxOpen
+}
+
+// countingListener counts the mailbox's connections.
+type countingListener struct {
+	net.Listener
+	mb *mailbox
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mb.mu.Lock()
+	l.mb.opened++
+	l.mb.open++
+	l.mb.maxOpen = max(l.mb.maxOpen, l.mb.open)
+	l.mb.mu.Unlock()
+	return &countedConn{Conn: c, mb: l.mb}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	mb   *mailbox
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.mb.mu.Lock()
+		c.mb.open--
+		c.mb.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// startSilentRelay accepts connections on a free loopback address and
+// never says a word: a hung relay, or a firewall that swallows packets.
+func startSilentRelay(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
 }
 
 // freePort reserves a loopback address nobody listens on (yet).
@@ -51,7 +124,7 @@ func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	var err error
 	require.Eventually(t, func() bool { l, err = net.Listen("tcp", addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
+	go func() { defer close(done); _ = srv.Serve(countingListener{Listener: l, mb: mb}) }()
 	// Closing the listener too: go-smtp's Close misses a listener that Serve
 	// has not registered yet, and Serve would then wait on Accept forever.
 	t.Cleanup(func() { _ = srv.Close(); _ = l.Close(); <-done })

@@ -111,10 +111,22 @@ func freePort(t *testing.T) string {
 // startMailbox serves SMTP on addr until the test ends.
 func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	t.Helper()
+	mb := newMailbox(addr, reject...)
+	t.Cleanup(mb.serve(t))
+	return mb
+}
+
+func newMailbox(addr string, reject ...string) *mailbox {
 	mb := &mailbox{Addr: addr, reject: map[string]bool{}}
 	for _, r := range reject {
 		mb.reject[r] = true
 	}
+	return mb
+}
+
+// serve listens on mb.Addr (waiting for it to be free) until stop is called.
+func (mb *mailbox) serve(t *testing.T) (stop func()) {
+	t.Helper()
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
 		return &mailSession{mb: mb}, nil
 	}))
@@ -122,13 +134,12 @@ func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	var l net.Listener
 	var err error
-	require.Eventually(t, func() bool { l, err = net.Listen("tcp", addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { l, err = net.Listen("tcp", mb.Addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(countingListener{Listener: l, mb: mb}) }()
 	// Closing the listener too: go-smtp's Close misses a listener that Serve
 	// has not registered yet, and Serve would then wait on Accept forever.
-	t.Cleanup(func() { _ = srv.Close(); _ = l.Close(); <-done })
-	return mb
+	return func() { _ = srv.Close(); _ = l.Close(); <-done }
 }
 
 // byMessageID counts accepted messages per Message-ID.

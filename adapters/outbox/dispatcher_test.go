@@ -111,8 +111,36 @@ func mustUser(t *testing.T, db *sqlite.DB, name string, role domain.Role) domain
 	return u
 }
 
-func newApp(db *sqlite.DB, m ports.Mailer) *app.App {
+// observer counts delivery outcomes per sink, as a metrics adapter would.
+type observer struct {
+	mu     sync.Mutex
+	counts map[string]int // "sink/outcome"
+}
+
+func (o *observer) ObserveDelivery(sink, outcome string, sinceCommit time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if sinceCommit < 0 {
+		outcome += "/negative-duration"
+	}
+	o.counts[sink+"/"+outcome]++
+}
+
+func (o *observer) snapshot() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range o.counts {
+		out[k] = v
+	}
+	return out
+}
+
+func newApp(db *sqlite.DB, m ports.Mailer, obs ...ports.DeliveryObserver) *app.App {
 	deps := app.Deps{Store: db, Clock: clock{}, Random: randomBytes}
+	if len(obs) > 0 {
+		deps.Observer = obs[0]
+	}
 	if m != nil {
 		deps.Mailer = m
 	}
@@ -278,7 +306,8 @@ func TestDispatcher_PermanentFailureIsDeadAtOnce(t *testing.T) {
 		}
 		return nil
 	})
-	a := newApp(db, relay)
+	obs := &observer{counts: map[string]int{}}
+	a := newApp(db, relay, obs)
 	p := mustUser(t, db, "pat", domain.RolePatient)
 	gone := mustUser(t, db, "gone", domain.RoleDoctor)
 	ok := mustUser(t, db, "ok", domain.RoleDoctor)
@@ -306,4 +335,6 @@ func TestDispatcher_PermanentFailureIsDeadAtOnce(t *testing.T) {
 			assert.Equal(t, domain.OutboxDelivered, m.State)
 		}
 	}
+	assert.Equal(t, map[string]int{"notification/delivered": 4, "email/dead": 2, "email/delivered": 2}, obs.snapshot(),
+		"the observer hears every attempt's outcome")
 }

@@ -96,3 +96,16 @@ func TestSend_ReconnectsAfterIdle(t *testing.T) {
 	assert.Equal(t, 2, opened)
 	assert.Len(t, srv.messages(), 2)
 }
+
+// A relay that dropped an idle connection costs a reconnect, not a failed
+// message.
+func TestSend_ReconnectsWhenTheRelayDroppedTheConnection(t *testing.T) {
+	srv := startServer(t, serverOpts{IdleDrop: 100 * time.Millisecond})
+	m := mustMailer(t, smtp.Config{Addr: srv.Addr})
+	require.NoError(t, m.Send(context.Background(), emailTo(1, "doc@example.com")))
+	time.Sleep(300 * time.Millisecond) // the relay hangs up meanwhile
+	require.NoError(t, m.Send(context.Background(), emailTo(2, "doc@example.com")))
+	opened, _ := srv.conns()
+	assert.Equal(t, 2, opened)
+	assert.Len(t, srv.messages(), 2)
+}

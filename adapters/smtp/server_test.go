@@ -26,6 +26,9 @@ type serverOpts struct {
 	User, Pass string      // require AUTH PLAIN with these
 	RejectRcpt bool        // answer 550 to every RCPT TO
 	RejectTo   string      // answer 550 to RCPT TO this address
+	// IdleDrop makes the server drop a client silent for this long
+	// (default 10s).
+	IdleDrop time.Duration
 }
 
 // received is one message the server accepted.
@@ -105,6 +108,9 @@ func startServer(t *testing.T, opts serverOpts) *testServer {
 	// on loopback, where net/smtp's PlainAuth agrees to send credentials.
 	srv.AllowInsecureAuth = opts.TLS == nil
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	if opts.IdleDrop > 0 {
+		srv.ReadTimeout = opts.IdleDrop
+	}
 	srv.ErrorLog = log.New(t.Output(), "smtp server: ", 0)
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -87,11 +87,6 @@ func (m *mailer) stats() (sent, maxInFlight, overlaps int) {
 	return sent, m.maxInFlight, m.overlaps
 }
 
-type fixture struct {
-	db               *sqlite.DB
-	patient, doctors []domain.User
-}
-
 func mustOpenDB(t *testing.T, path string, migrate bool) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path)

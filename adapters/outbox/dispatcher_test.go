@@ -87,7 +87,7 @@ func (m *mailer) stats() (sent, maxInFlight, overlaps int) {
 	return sent, m.maxInFlight, m.overlaps
 }
 
-func mustOpenDB(t *testing.T, path string, migrate bool) *sqlite.DB {
+func mustOpenDB(t testing.TB, path string, migrate bool) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path)
 	require.NoError(t, err)
@@ -98,7 +98,7 @@ func mustOpenDB(t *testing.T, path string, migrate bool) *sqlite.DB {
 	return db
 }
 
-func mustUser(t *testing.T, db *sqlite.DB, name string, role domain.Role) domain.User {
+func mustUser(t testing.TB, db *sqlite.DB, name string, role domain.Role) domain.User {
 	t.Helper()
 	u := domain.User{Username: name, Email: name + "@example.com", Role: role, Approved: true, Active: true,
 		PasswordHash: "x", CreatedAt: time.Now().UTC()}

@@ -94,12 +94,13 @@ func (a *App) AdminAudit(ctx context.Context, actor domain.Actor, f ports.AuditF
 	return items, next, nil
 }
 
-// AdminOutbox lists outbox events, optionally in one state.
-func (a *App) AdminOutbox(ctx context.Context, actor domain.Actor, state string, p domain.Page) ([]domain.OutboxEvent, *domain.Cursor, error) {
+// AdminOutbox lists outbox events, optionally in one state, or with a
+// delivery through one sink (in one state).
+func (a *App) AdminOutbox(ctx context.Context, actor domain.Actor, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, *domain.Cursor, error) {
 	if err := domain.CanAdminister(actor); err != nil {
 		return nil, nil, err
 	}
-	return a.OutboxList(ctx, state, p)
+	return a.OutboxList(ctx, f, p)
 }
 
 // AdminRetryOutbox puts a dead event back to pending. ENotFound, EConflict.

@@ -28,7 +28,7 @@ func TestAdmin_NonAdminsForbidden(t *testing.T) {
 			return err
 		},
 		"outbox": func(a domain.Actor) error {
-			_, _, err := e.app.AdminOutbox(ctx, a, "", domain.Page{})
+			_, _, err := e.app.AdminOutbox(ctx, a, ports.OutboxFilter{}, domain.Page{})
 			return err
 		},
 		"retry_outbox": func(a domain.Actor) error {
@@ -193,21 +193,21 @@ func TestAdminOutbox(t *testing.T) {
 	dead := e.mustEvent(t, c.record, domain.OutboxDead)
 	delivered := e.mustEvent(t, c.record, domain.OutboxDelivered)
 
-	all, next, err := e.app.AdminOutbox(ctx, root, "", domain.Page{})
+	all, next, err := e.app.AdminOutbox(ctx, root, ports.OutboxFilter{}, domain.Page{})
 	require.NoError(t, err)
 	assert.Nil(t, next)
 	assert.Equal(t, []domain.OutboxEvent{delivered, dead, pending}, all)
 
-	onlyDead, _, err := e.app.AdminOutbox(ctx, root, domain.OutboxDead, domain.Page{})
+	onlyDead, _, err := e.app.AdminOutbox(ctx, root, ports.OutboxFilter{State: domain.OutboxDead}, domain.Page{})
 	require.NoError(t, err)
 	assert.Equal(t, []domain.OutboxEvent{dead}, onlyDead)
 
-	page1, next, err := e.app.AdminOutbox(ctx, root, "", domain.Page{Limit: 2})
+	page1, next, err := e.app.AdminOutbox(ctx, root, ports.OutboxFilter{}, domain.Page{Limit: 2})
 	require.NoError(t, err)
 	assert.Equal(t, all[:2], page1)
 	require.NotNil(t, next)
 
-	_, _, err = e.app.AdminOutbox(ctx, root, "stuck", domain.Page{})
+	_, _, err = e.app.AdminOutbox(ctx, root, ports.OutboxFilter{State: "stuck"}, domain.Page{})
 	requireFields(t, err, map[string][]string{"state": {`"stuck" is not a valid choice.`}})
 
 	t.Run("retry_dead", func(t *testing.T) {
@@ -229,7 +229,7 @@ func TestAdminOutbox(t *testing.T) {
 	t.Run("list_fails", func(t *testing.T) {
 		e.db.Fail = failOn(errBoom, "Outbox.List")
 		defer func() { e.db.Fail = nil }()
-		_, _, err := e.app.AdminOutbox(ctx, root, "", domain.Page{})
+		_, _, err := e.app.AdminOutbox(ctx, root, ports.OutboxFilter{}, domain.Page{})
 		assert.ErrorIs(t, err, errBoom)
 	})
 }

@@ -30,6 +30,12 @@ type Config struct {
 	// AuditHeadInterval is how often the background work logs the audit
 	// chain's head, a copy kept outside the database.
 	AuditHeadInterval time.Duration
+	// Email delivery retries: back-off from OutboxBackoff doubling up to
+	// OutboxMaxBackoff; a transient failure is given up (dead) once the
+	// delivery is OutboxMaxAge old.
+	OutboxBackoff    time.Duration
+	OutboxMaxBackoff time.Duration
+	OutboxMaxAge     time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -57,6 +63,15 @@ func (c *Config) setDefaults() {
 	if c.AuditHeadInterval == 0 {
 		c.AuditHeadInterval = time.Hour
 	}
+	if c.OutboxBackoff == 0 {
+		c.OutboxBackoff = 2 * time.Second
+	}
+	if c.OutboxMaxBackoff == 0 {
+		c.OutboxMaxBackoff = 15 * time.Minute
+	}
+	if c.OutboxMaxAge == 0 {
+		c.OutboxMaxAge = 72 * time.Hour
+	}
 }
 
 // Deps are the ports the application uses.
@@ -73,6 +88,10 @@ type Deps struct {
 	// lower-cases only.
 	UsernameKey func(string) string
 	Log         *slog.Logger
+	// Mailer sends the assignment emails; nil: no email.
+	Mailer ports.Mailer
+	// Observer, when set, hears every delivery attempt's outcome.
+	Observer ports.DeliveryObserver
 }
 
 // App is the application: every use case is a method.
@@ -86,6 +105,10 @@ type App struct {
 	usernameKey func(string) string
 	log         *slog.Logger
 	cfg         Config
+
+	mailer   ports.Mailer
+	observer ports.DeliveryObserver
+	retry    domain.RetryPolicy
 
 	throttle *throttle
 	revoked  *revocations
@@ -109,8 +132,10 @@ func New(d Deps, cfg Config) *App {
 	a := &App{
 		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
 		usernameKey: d.UsernameKey,
-		throttle:    newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
-		revoked:     newRevocations(),
+		mailer:      d.Mailer, observer: d.Observer,
+		retry:    domain.RetryPolicy{BaseBackoff: cfg.OutboxBackoff, MaxBackoff: cfg.OutboxMaxBackoff, MaxAge: cfg.OutboxMaxAge},
+		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		revoked:  newRevocations(),
 	}
 	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)
 	return a

@@ -73,11 +73,13 @@ func TestNew_Defaults(t *testing.T) {
 		AccessTTL: 5 * time.Minute, RefreshTTL: 24 * time.Hour, MailHost: "healthrecord.localhost",
 		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 50 * time.Millisecond,
 		AuditHeadInterval: time.Hour,
+		OutboxBackoff:     2 * time.Second, OutboxMaxBackoff: 15 * time.Minute, OutboxMaxAge: 72 * time.Hour,
 	}, a.cfg)
 	assert.NotNil(t, a.log)
 
 	set := Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, MailHost: "h", ThrottleUser: 1, ThrottleAddr: 2,
-		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true, AuditHeadInterval: time.Minute}
+		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true, AuditHeadInterval: time.Minute,
+		OutboxBackoff: time.Second, OutboxMaxBackoff: time.Minute, OutboxMaxAge: time.Hour}
 	assert.Equal(t, set, New(Deps{Store: &fakeStore{newMemDB()}}, set).cfg)
 }
 

@@ -506,15 +506,15 @@ func (r *fakeOutbox) Add(_ context.Context, e *domain.OutboxEvent) error {
 	return nil
 }
 
-func (r *fakeOutbox) Claim(context.Context, string, time.Time, time.Duration, int) ([]domain.OutboxEvent, error) {
+// Delivery is tested against the real store (adapters/outbox); the fake
+// serves the request use cases only.
+func (r *fakeOutbox) Claim(context.Context, string, string, time.Time, time.Duration, int) ([]domain.OutboxEvent, error) {
 	return nil, errNotForApp
 }
-func (r *fakeOutbox) MarkSinkDone(context.Context, string, int64, string) error { return errNotForApp }
-func (r *fakeOutbox) Delivered(context.Context, string, int64, time.Time) error { return errNotForApp }
-func (r *fakeOutbox) Failed(context.Context, string, int64, string, time.Time, bool) error {
-	return errNotForApp
+func (r *fakeOutbox) Record(context.Context, string, []domain.DeliveryResult) (int, error) {
+	return 0, errNotForApp
 }
-func (r *fakeOutbox) Release(context.Context, string, int64) error { return errNotForApp }
+func (r *fakeOutbox) Release(context.Context, string, string, []int64) error { return errNotForApp }
 
 func (r *fakeOutbox) Get(_ context.Context, id int64) (domain.OutboxEvent, error) {
 	r.db.mu.Lock()
@@ -526,7 +526,8 @@ func (r *fakeOutbox) Get(_ context.Context, id int64) (domain.OutboxEvent, error
 	return e, nil
 }
 
-func (r *fakeOutbox) List(_ context.Context, state string, p domain.Page) ([]domain.OutboxEvent, error) {
+func (r *fakeOutbox) List(_ context.Context, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, error) {
+	state := f.State
 	if err := r.db.fail("Outbox.List"); err != nil {
 		return nil, err
 	}

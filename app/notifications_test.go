@@ -10,12 +10,15 @@ import (
 	"healthrecord/domain"
 )
 
-// mustDeliver runs the notification sink for a fresh event of r.
+// mustDeliver stores the notification of a fresh event of r, as the
+// delivery use case does.
 func (e *testEnv) mustDeliver(t *testing.T, r domain.Record) domain.OutboxEvent {
 	t.Helper()
 	ev := domain.NewAssignmentEvent(r, e.clock.Now())
 	require.NoError(t, (&fakeOutbox{e.db, false}).Add(ctx, &ev))
-	require.NoError(t, e.app.NotificationSink().Deliver(ctx, ev))
+	n := domain.NotificationFor(ev)
+	_, err := (&fakeNotifications{e.db}).Create(ctx, &n)
+	require.NoError(t, err)
 	e.clock.Advance(time.Millisecond)
 	return ev
 }

@@ -60,13 +60,17 @@ func (a *App) ListUsers(ctx context.Context, f ports.UserFilter, p domain.Page) 
 	return items, next, nil
 }
 
-// OutboxList lists outbox events, optionally in one state. EInvalid for an
-// unknown state.
-func (a *App) OutboxList(ctx context.Context, state string, p domain.Page) ([]domain.OutboxEvent, *domain.Cursor, error) {
-	if state != "" && !domain.ValidOutboxState(state) {
-		return nil, nil, domain.FieldError("state", `"`+state+`" is not a valid choice.`)
+// OutboxList lists outbox events, optionally in one state, or with a
+// delivery through one sink (in one state). EInvalid for an unknown state
+// or sink.
+func (a *App) OutboxList(ctx context.Context, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, *domain.Cursor, error) {
+	if f.State != "" && !domain.ValidOutboxState(f.State) {
+		return nil, nil, domain.FieldError("state", `"`+f.State+`" is not a valid choice.`)
 	}
-	items, err := a.store.Outbox().List(ctx, state, pageQuery(p))
+	if f.Sink != "" && !domain.ValidSink(f.Sink) {
+		return nil, nil, domain.FieldError("sink", `"`+f.Sink+`" is not a valid choice.`)
+	}
+	items, err := a.store.Outbox().List(ctx, f, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}

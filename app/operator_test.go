@@ -108,10 +108,10 @@ func TestOperatorOutbox(t *testing.T) {
 	c := newCast(t, e)
 	dead := e.mustEvent(t, c.record, domain.OutboxDead)
 
-	got, _, err := e.app.OutboxList(ctx, domain.OutboxDead, domain.Page{})
+	got, _, err := e.app.OutboxList(ctx, ports.OutboxFilter{State: domain.OutboxDead}, domain.Page{})
 	require.NoError(t, err)
 	assert.Equal(t, []domain.OutboxEvent{dead}, got)
-	_, _, err = e.app.OutboxList(ctx, "DEAD", domain.Page{})
+	_, _, err = e.app.OutboxList(ctx, ports.OutboxFilter{State: "DEAD"}, domain.Page{})
 	requireFields(t, err, map[string][]string{"state": {`"DEAD" is not a valid choice.`}})
 
 	ev, err := e.app.OutboxRetry(ctx, dead.ID)

@@ -52,7 +52,7 @@ func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.Rec
 			return err
 		}
 		if r.DoctorID != 0 {
-			ev := domain.NewAssignmentEvent(r, now)
+			ev := domain.NewAssignmentEvent(r, now, a.Sinks()...)
 			if err := tx.Outbox().Add(ctx, &ev); err != nil {
 				return err
 			}
@@ -120,7 +120,7 @@ func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c 
 			return err
 		}
 		if assigned {
-			ev := domain.NewAssignmentEvent(*r, now)
+			ev := domain.NewAssignmentEvent(*r, now, a.Sinks()...)
 			if err := tx.Outbox().Add(ctx, &ev); err != nil {
 				return err
 			}

@@ -79,7 +79,9 @@ func TestCreateRecord(t *testing.T) {
 		require.Len(t, events, 1)
 		for id, ev := range events {
 			assert.Equal(t, domain.OutboxEvent{ID: id, Kind: domain.KindDoctorAssigned, RecordID: r.ID, PatientID: c.owner.ID,
-				DoctorID: c.doctor.ID, State: domain.OutboxPending, NextAttemptAt: now, CreatedAt: now}, ev)
+				DoctorID: c.doctor.ID, State: domain.OutboxPending, NextAttemptAt: now, CreatedAt: now,
+				Deliveries: []domain.Delivery{{Sink: domain.SinkNotification, State: domain.OutboxPending, NextAttemptAt: now, Since: now}},
+			}, ev, "no mailer: the in-API notification alone")
 			assert.True(t, e.db.outboxInTx[id], "written through the transaction")
 		}
 

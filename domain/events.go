@@ -37,9 +37,20 @@ func ValidOutboxState(s string) bool {
 	return s == OutboxPending || s == OutboxDelivered || s == OutboxDead
 }
 
+// Sink names: the ways an event is delivered. Each sink of an event has
+// its own delivery state, so one sink never waits for another.
+const (
+	SinkNotification = "notification" // the in-API notification
+	SinkEmail        = "email"
+)
+
+// ValidSink reports whether s names a sink.
+func ValidSink(s string) bool { return s == SinkNotification || s == SinkEmail }
+
 // OutboxEvent is an assignment waiting to be delivered. It is written in the
 // same transaction as the assignment, so it exists if and only if the
-// assignment committed.
+// assignment committed. State, Attempts, LastError, NextAttemptAt and
+// DeliveredAt summarise its deliveries (see Summarise).
 type OutboxEvent struct {
 	ID            int64
 	Kind          string
@@ -52,28 +63,104 @@ type OutboxEvent struct {
 	NextAttemptAt time.Time
 	CreatedAt     time.Time
 	DeliveredAt   *time.Time
-	// Done lists the sinks (by name) that have delivered this event, so a
-	// retry repeats only the ones that failed.
-	Done []string
+	// Deliveries is the event's progress per sink, in sink order.
+	Deliveries []Delivery
 }
 
-// NewAssignmentEvent is the outbox event for a record newly assigned to a doctor.
-func NewAssignmentEvent(r Record, now time.Time) OutboxEvent {
+// Delivery is the progress of one event through one sink.
+type Delivery struct {
+	EventID       int64
+	Sink          string
+	State         string // OutboxPending, OutboxDelivered or OutboxDead
+	Attempts      int
+	LastError     string
+	NextAttemptAt time.Time
+	DeliveredAt   *time.Time
+	// Since is when the delivery was first due (or due again after an
+	// admin's retry): transient failures are given up by age from here.
+	Since time.Time
+}
+
+// NewAssignmentEvent is the outbox event for a record newly assigned to a
+// doctor, with one pending delivery per sink (the in-API notification
+// alone when none is named).
+func NewAssignmentEvent(r Record, now time.Time, sinks ...string) OutboxEvent {
 	now = now.UTC()
-	return OutboxEvent{
+	if len(sinks) == 0 {
+		sinks = []string{SinkNotification}
+	}
+	e := OutboxEvent{
 		Kind: KindDoctorAssigned, RecordID: r.ID, PatientID: r.PatientID, DoctorID: r.DoctorID,
 		State: OutboxPending, NextAttemptAt: now, CreatedAt: now,
 	}
+	for _, s := range sinks {
+		e.Deliveries = append(e.Deliveries, Delivery{Sink: s, State: OutboxPending, NextAttemptAt: now, Since: now})
+	}
+	return e
 }
 
-// DeliveredTo reports whether the sink named has delivered e.
-func (e OutboxEvent) DeliveredTo(sink string) bool {
-	for _, d := range e.Done {
-		if d == sink {
-			return true
+// Delivery returns e's delivery through sink, and whether it has one.
+func (e OutboxEvent) Delivery(sink string) (Delivery, bool) {
+	for _, d := range e.Deliveries {
+		if d.Sink == sink {
+			return d, true
 		}
 	}
-	return false
+	return Delivery{}, false
+}
+
+// NotificationFor is the in-API notification an event delivers: one per
+// event, dated at the event's commit.
+func NotificationFor(e OutboxEvent) Notification {
+	return Notification{
+		UserID: e.DoctorID, Kind: e.Kind, RecordID: e.RecordID, PatientID: e.PatientID,
+		EventID: e.ID, CreatedAt: e.CreatedAt,
+	}
+}
+
+// Delivery outcomes, as an attempt's result and a metric label.
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeRetry     = "retry"
+	OutcomeDead      = "dead"
+)
+
+// DeliveryResult is what one attempt of one delivery came to.
+type DeliveryResult struct {
+	EventID int64
+	Sink    string
+	Outcome string // OutcomeDelivered, OutcomeRetry or OutcomeDead
+	Error   string // the failure, kept as last_error; empty when delivered
+	At      time.Time
+	Next    time.Time // the next attempt, for OutcomeRetry
+}
+
+// RetryPolicy decides what a failed attempt comes to: a permanent failure
+// is dead at once; a transient one is retried with capped exponential
+// back-off until the delivery is MaxAge old.
+type RetryPolicy struct {
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	MaxAge      time.Duration
+}
+
+// Failed is the result of the attempt-th failed attempt of d at now; r in
+// [0, 1) jitters the back-off.
+func (p RetryPolicy) Failed(d Delivery, attempt int, now time.Time, errMsg string, permanent bool, r float64) DeliveryResult {
+	res := DeliveryResult{EventID: d.EventID, Sink: d.Sink, Outcome: OutcomeDead, Error: errMsg, At: now}
+	if permanent {
+		return res
+	}
+	// The jitter never takes a delay past the cap: it is a promise to the
+	// operator.
+	next := now.Add(min(Backoff(attempt, p.BaseBackoff, p.MaxBackoff, r), p.MaxBackoff))
+	if deadline := d.Since.Add(p.MaxAge); !next.Before(deadline) {
+		// The next try would come after the give-up time: the mail
+		// outage has lasted longer than the operator allows.
+		return res
+	}
+	res.Outcome, res.Next = OutcomeRetry, next
+	return res
 }
 
 // Backoff is the delay before attempt number attempts+1: exponential from

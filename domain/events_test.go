@@ -184,17 +184,41 @@ func testChainHash(t *testing.T, base domain.AuditEntry, prev string, hash func(
 func TestNewAssignmentEvent(t *testing.T) {
 	now := time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
 	r := domain.Record{ID: 5, PatientID: 1, DoctorID: 10, Title: "secret", Content: "secret"}
+	pending := func(sink string) domain.Delivery {
+		return domain.Delivery{Sink: sink, State: domain.OutboxPending, NextAttemptAt: now.UTC(), Since: now.UTC()}
+	}
 	assert.Equal(t, domain.OutboxEvent{
 		Kind: domain.KindDoctorAssigned, RecordID: 5, PatientID: 1, DoctorID: 10,
 		State: domain.OutboxPending, NextAttemptAt: now.UTC(), CreatedAt: now.UTC(),
-	}, domain.NewAssignmentEvent(r, now))
+		Deliveries: []domain.Delivery{pending(domain.SinkNotification), pending(domain.SinkEmail)},
+	}, domain.NewAssignmentEvent(r, now, domain.SinkNotification, domain.SinkEmail))
+	only := domain.NewAssignmentEvent(r, now)
+	assert.Equal(t, []domain.Delivery{pending(domain.SinkNotification)}, only.Deliveries, "the in-API notification is always on")
 }
 
-func TestOutboxEvent_DeliveredTo(t *testing.T) {
-	e := domain.OutboxEvent{Done: []string{"notification"}}
-	assert.True(t, e.DeliveredTo("notification"))
-	assert.False(t, e.DeliveredTo("email"))
-	assert.False(t, domain.OutboxEvent{}.DeliveredTo("notification"))
+func TestRetryPolicy_Failed(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := domain.RetryPolicy{BaseBackoff: 2 * time.Second, MaxBackoff: 15 * time.Minute, MaxAge: 72 * time.Hour}
+	d := domain.Delivery{EventID: 7, Sink: domain.SinkEmail, Since: t0}
+
+	perm := p.Failed(d, 1, t0, "550 no such mailbox", true, 0.5)
+	assert.Equal(t, domain.OutcomeDead, perm.Outcome, "a permanent refusal is dead at the first attempt")
+	assert.Equal(t, "550 no such mailbox", perm.Error)
+
+	r := p.Failed(d, 1, t0, "connection refused", false, 0.5)
+	assert.Equal(t, domain.OutcomeRetry, r.Outcome)
+	assert.Equal(t, t0.Add(2*time.Second), r.Next)
+
+	// Far more attempts than the old limit of eight: still retried, the
+	// delay capped at 15 minutes whatever the jitter.
+	now := t0.Add(10 * time.Hour)
+	r = p.Failed(d, 40, now, "421 try later", false, 0.999)
+	assert.Equal(t, domain.OutcomeRetry, r.Outcome)
+	assert.Equal(t, now.Add(15*time.Minute), r.Next)
+
+	// Given up by age: the next try would fall after Since+MaxAge.
+	late := t0.Add(72*time.Hour - time.Minute)
+	assert.Equal(t, domain.OutcomeDead, p.Failed(d, 300, late, "timeout", false, 0.5).Outcome)
 }
 
 func TestValidOutboxState(t *testing.T) {

@@ -5,6 +5,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"healthrecord/domain"
@@ -52,9 +53,39 @@ type TokenIssuer interface {
 	Verify(token string, want string, now time.Time) (TokenClaims, error)
 }
 
-// Mailer sends email. Errors are delivery failures, retried by the caller.
+// Mailer sends email. An error that IsPermanent is a refusal of this
+// message that retrying will not change (an SMTP 5xx reply to it); any
+// other error is transient.
 type Mailer interface {
 	Send(ctx context.Context, m domain.Email) error
+}
+
+// PermanentError marks a delivery failure that retrying will not change.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as permanent; nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// DeliveryObserver hears the outcome of every delivery attempt (a metrics
+// adapter counts them). sinceCommit is the time from the event's commit to
+// the attempt's end; it is the commit-to-delivery time when outcome is
+// domain.OutcomeDelivered. It must not block.
+type DeliveryObserver interface {
+	ObserveDelivery(sink, outcome string, sinceCommit time.Duration)
 }
 
 // UserFilter narrows an account list; nil fields do not filter.
@@ -134,34 +165,43 @@ type Notifications interface {
 	MarkRead(ctx context.Context, userID, id int64, now time.Time) (domain.Notification, error)
 }
 
-// Outbox stores events to deliver. Add is used inside the assignment's
-// transaction; the rest serve the dispatcher and the admin.
+// OutboxFilter narrows the outbox list; empty fields do not filter. With
+// Sink, State is the state of that sink's delivery; without, the event's.
+type OutboxFilter struct {
+	State string
+	Sink  string
+}
+
+// Outbox stores events to deliver, each with one delivery per sink. Add is
+// used inside the assignment's transaction; the rest serve the delivery
+// use cases and the admin. An event's summary (state, attempts,
+// last_error, next_attempt_at, delivered_at) follows its deliveries: dead
+// when one is dead, else pending when one is pending, else delivered.
 type Outbox interface {
-	// Add stores e and sets its ID.
+	// Add stores e with a pending delivery per e.Deliveries and sets the
+	// ids.
 	Add(ctx context.Context, e *domain.OutboxEvent) error
-	// Claim leases up to limit pending events due at now to owner until
-	// now+lease, oldest first; events leased to another owner whose lease
-	// has not run out are skipped, so two dispatchers never run the same
-	// attempt.
-	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]domain.OutboxEvent, error)
-	// MarkSinkDone records that sink delivered event id. EConflict when
-	// owner no longer holds the lease.
-	MarkSinkDone(ctx context.Context, owner string, id int64, sink string) error
-	// Delivered marks the event delivered and releases it. EConflict when
-	// owner no longer holds the lease.
-	Delivered(ctx context.Context, owner string, id int64, now time.Time) error
-	// Failed counts an attempt, keeps errMsg, and either schedules the next
-	// attempt at next or, with dead, sets the event aside. EConflict when
-	// owner no longer holds the lease.
-	Failed(ctx context.Context, owner string, id int64, errMsg string, next time.Time, dead bool) error
-	// Release gives back a lease without counting an attempt (shutdown).
-	Release(ctx context.Context, owner string, id int64) error
-	// Get returns ENotFound when absent.
+	// Claim leases up to limit pending deliveries through sink due at now
+	// to owner until now+lease, oldest due first; deliveries leased to
+	// another owner whose lease has not run out are skipped, so two
+	// dispatchers never run the same attempt. Each event returned carries
+	// the claimed delivery alone in Deliveries.
+	Claim(ctx context.Context, sink, owner string, now time.Time, lease time.Duration, limit int) ([]domain.OutboxEvent, error)
+	// Record stores the results of attempts on deliveries leased to owner,
+	// each counting one attempt and releasing the lease, all in one write.
+	// Results for deliveries owner no longer holds are skipped (another
+	// dispatcher has them now); it returns how many were stored.
+	Record(ctx context.Context, owner string, results []domain.DeliveryResult) (int, error)
+	// Release gives back owner's leases on the events' deliveries through
+	// sink without counting an attempt (shutdown).
+	Release(ctx context.Context, owner, sink string, ids []int64) error
+	// Get returns the event with all its deliveries. ENotFound.
 	Get(ctx context.Context, id int64) (domain.OutboxEvent, error)
-	// List returns events newest first; state "" means all.
-	List(ctx context.Context, state string, p domain.Page) ([]domain.OutboxEvent, error)
-	// Retry puts a dead event back to pending, due at now, with its attempts
-	// reset. ENotFound; EConflict when it is not dead.
+	// List returns events, with their deliveries, newest first.
+	List(ctx context.Context, f OutboxFilter, p domain.Page) ([]domain.OutboxEvent, error)
+	// Retry puts a dead event's dead deliveries back to pending, due at
+	// now, with their attempts reset and their age counted from now.
+	// ENotFound; EConflict when the event is not dead.
 	Retry(ctx context.Context, id int64, now time.Time) (domain.OutboxEvent, error)
 }
 
@@ -249,11 +289,4 @@ type Store interface {
 	// that must happen together, such as an assignment and its outbox
 	// event, go in one call.
 	WithinTx(ctx context.Context, fn func(tx Tx) error) error
-}
-
-// Sink delivers an outbox event one way (an in-API notification, an
-// email). Delivering the same event again must be harmless.
-type Sink interface {
-	Name() string
-	Deliver(ctx context.Context, e domain.OutboxEvent) error
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
 func TestAdmin(t *testing.T) {
@@ -126,7 +127,7 @@ func TestAdmin(t *testing.T) {
 	t.Run("outbox", func(t *testing.T) {
 		doc := e.mustDoctor(t, true)
 		e.mustRecord(t, p, doc.ID)
-		events, err := e.db.Outbox().List(ctx, domain.OutboxPending, domain.Page{Limit: 10})
+		events, err := e.db.Outbox().List(ctx, ports.OutboxFilter{State: domain.OutboxPending}, domain.Page{Limit: 10})
 		require.NoError(t, err)
 		require.NotEmpty(t, events)
 
@@ -135,25 +136,38 @@ func TestAdmin(t *testing.T) {
 		l := r.List(t)
 		require.Len(t, l, len(events))
 		ev := l[0]
-		assert.Equal(t, []string{"attempts", "created_at", "delivered_at", "id", "kind", "last_error", "next_attempt_at", "record", "state"}, keys(ev))
+		assert.Equal(t, []string{"attempts", "created_at", "delivered_at", "deliveries", "id", "kind", "last_error", "next_attempt_at", "record", "state"}, keys(ev))
 		assert.Equal(t, "pending", ev["state"])
+		ds := ev["deliveries"].([]any)
+		require.Len(t, ds, 1, "no mailer here: the in-API notification alone")
+		d := ds[0].(map[string]any)
+		assert.Equal(t, []string{"attempts", "delivered_at", "last_error", "next_attempt_at", "sink", "state"}, keys(d))
+		assert.Equal(t, []any{"notification", "pending"}, []any{d["sink"], d["state"]})
 		assert.Nil(t, ev["delivered_at"])
 		id := int64(ev["id"].(float64))
 
 		mustConflict(t, e, admin, id) // only a dead event can be retried
 
-		// Kill it the way the dispatcher would after too many failures.
+		// Kill it the way the delivery use case would on a permanent failure.
 		now := time.Now().UTC()
-		claimed, err := e.db.Outbox().Claim(ctx, "test", now, time.Minute, 100)
+		claimed, err := e.db.Outbox().Claim(ctx, domain.SinkNotification, "test", now, time.Minute, 100)
 		require.NoError(t, err)
 		require.NotEmpty(t, claimed)
-		require.NoError(t, e.db.Outbox().Failed(ctx, "test", id, "smtp: connection refused", now, true))
+		_, err = e.db.Outbox().Record(ctx, "test", []domain.DeliveryResult{{EventID: id, Sink: domain.SinkNotification,
+			Outcome: domain.OutcomeDead, Error: "connection refused", At: now}})
+		require.NoError(t, err)
 
 		r = e.send(t, "GET", "/api/admin/outbox/?state=dead", admin.Token, nil)
 		require.Equal(t, 200, r.Status, r.String())
 		l = r.List(t)
 		require.Len(t, l, 1)
-		assert.Equal(t, "smtp: connection refused", l[0]["last_error"])
+		assert.Equal(t, "notification: connection refused", l[0]["last_error"])
+		r = e.send(t, "GET", "/api/admin/outbox/?sink=notification&state=dead", admin.Token, nil)
+		require.Equal(t, 200, r.Status, r.String())
+		require.Len(t, r.List(t), 1)
+		r = e.send(t, "GET", "/api/admin/outbox/?sink=email", admin.Token, nil)
+		require.Equal(t, 200, r.Status, r.String())
+		require.Empty(t, r.List(t))
 
 		r = e.send(t, "POST", "/api/admin/outbox/"+itoa(id)+"/retry/", admin.Token, nil)
 		require.Equal(t, 200, r.Status, r.String())
@@ -163,6 +177,8 @@ func TestAdmin(t *testing.T) {
 		assertDetail(t, e.send(t, "POST", "/api/admin/outbox/999999/retry/", admin.Token, nil), 404, "Not found.")
 		assertFields(t, e.send(t, "GET", "/api/admin/outbox/?state=lost", admin.Token, nil),
 			map[string][]string{"state": {`"lost" is not a valid choice.`}})
+		assertFields(t, e.send(t, "GET", "/api/admin/outbox/?sink=pigeon", admin.Token, nil),
+			map[string][]string{"sink": {`"pigeon" is not a valid choice.`}})
 	})
 }
 

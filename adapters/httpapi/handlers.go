@@ -385,12 +385,15 @@ func (s *server) adminAudit(w http.ResponseWriter, r *http.Request) {
 func (s *server) adminOutbox(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	p := q.page()
-	state := q.choice("state", domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead)
+	f := ports.OutboxFilter{
+		State: q.choice("state", domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead),
+		Sink:  q.choice("sink", domain.SinkNotification, domain.SinkEmail),
+	}
 	if err := q.err(); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	items, next, err := s.app.AdminOutbox(r.Context(), actorOf(r), state, p)
+	items, next, err := s.app.AdminOutbox(r.Context(), actorOf(r), f, p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -143,14 +143,18 @@ func streamEnv(t *testing.T, acfg app.Config, scfg httpapi.StreamConfig) *env {
 }
 
 // deliver stores a notification for the doctor the way a dispatcher does.
-// inProcess uses this server's sink (which wakes its streams); otherwise
+// inProcess goes through this server's dispatcher use case (which wakes
+// its streams); otherwise
 // the row is written straight to the store, as another process would.
 func (e *env) deliver(t *testing.T, doctor, patient user, event int64, inProcess bool) int64 {
 	t.Helper()
 	ctx := context.Background()
 	if inProcess {
-		ev := domain.OutboxEvent{ID: event, Kind: domain.KindDoctorAssigned, RecordID: 1, PatientID: patient.ID, DoctorID: doctor.ID, CreatedAt: time.Now().UTC()}
-		require.NoError(t, e.app.NotificationSink().Deliver(ctx, ev))
+		ev := domain.NewAssignmentEvent(domain.Record{ID: 1, PatientID: patient.ID, DoctorID: doctor.ID}, time.Now())
+		require.NoError(t, e.db.Outbox().Add(ctx, &ev))
+		n, err := e.app.DeliverNotifications(ctx, "stream-test", 100)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
 		got, err := e.db.Notifications().After(ctx, doctor.ID, 0, 1000)
 		require.NoError(t, err)
 		return got[len(got)-1].ID

@@ -90,6 +90,17 @@ type outboxView struct {
 	NextAttemptAt string  `json:"next_attempt_at"`
 	CreatedAt     string  `json:"created_at"`
 	DeliveredAt   *string `json:"delivered_at"`
+	// Deliveries is the event's progress per sink.
+	Deliveries []deliveryView `json:"deliveries"`
+}
+
+type deliveryView struct {
+	Sink          string  `json:"sink"`
+	State         string  `json:"state"`
+	Attempts      int     `json:"attempts"`
+	LastError     *string `json:"last_error"`
+	NextAttemptAt string  `json:"next_attempt_at"`
+	DeliveredAt   *string `json:"delivered_at"`
 }
 
 // OutboxJSON is an outbox event as the admin API shows it; the CLI's
@@ -99,11 +110,21 @@ func OutboxJSON(e domain.OutboxEvent) any { return toOutbox(e) }
 func toOutbox(e domain.OutboxEvent) outboxView {
 	v := outboxView{ID: e.ID, Kind: e.Kind, Record: e.RecordID, State: e.State, Attempts: e.Attempts,
 		NextAttemptAt: timeJSON(e.NextAttemptAt), CreatedAt: timeJSON(e.CreatedAt), DeliveredAt: optTimeJSON(e.DeliveredAt)}
-	if e.LastError != "" {
-		msg := e.LastError
-		v.LastError = &msg
+	v.LastError = optString(e.LastError)
+	v.Deliveries = make([]deliveryView, 0, len(e.Deliveries))
+	for _, d := range e.Deliveries {
+		v.Deliveries = append(v.Deliveries, deliveryView{Sink: d.Sink, State: d.State, Attempts: d.Attempts,
+			LastError: optString(d.LastError), NextAttemptAt: timeJSON(d.NextAttemptAt), DeliveredAt: optTimeJSON(d.DeliveredAt)})
 	}
 	return v
+}
+
+// optString is nil (null on the wire) for an empty string.
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // mapList converts a list, never returning nil: an empty list is [] on

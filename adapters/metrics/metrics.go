@@ -16,7 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
 )
+
+var _ ports.DeliveryObserver = (*Metrics)(nil)
 
 // Stats is what the store tells at scrape time. Reading it from the
 // database, rather than counting in this process, makes the numbers true
@@ -40,7 +45,7 @@ type Metrics struct {
 	durations *prometheus.HistogramVec
 	signins   *prometheus.CounterVec
 	attempts  *prometheus.CounterVec
-	delivery  prometheus.Histogram
+	delivery  *prometheus.HistogramVec
 }
 
 // outboxStates are always exported, so an alert on dead events has a
@@ -70,13 +75,13 @@ func New(stats Stats, log *slog.Logger) *Metrics {
 		}, []string{"outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "healthrecord_outbox_attempts_total",
-			Help: "Delivery attempts of outbox events by this process, by sink and outcome (ok or failed).",
+			Help: "Delivery attempts of outbox events by this process, by sink (notification, email) and outcome (delivered, retry, dead).",
 		}, []string{"sink", "outcome"}),
-		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "healthrecord_outbox_delivery_seconds",
-			Help:    "Time from an outbox event's commit to its delivery to every sink.",
+			Help:    "Time from an outbox event's commit to its delivery through a sink.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600},
-		}),
+		}, []string{"sink"}),
 	}
 	for _, o := range []string{"ok", "denied", "throttled"} {
 		m.signins.WithLabelValues(o)
@@ -103,15 +108,15 @@ func (m *Metrics) ObserveRequest(method, route string, code int, d time.Duration
 // ObserveSignIn counts one sign-in by outcome: ok, denied or throttled.
 func (m *Metrics) ObserveSignIn(outcome string) { m.signins.WithLabelValues(outcome).Inc() }
 
-// ObserveAttempt counts one delivery attempt of an event to a sink, by
-// outcome (ok or failed).
-func (m *Metrics) ObserveAttempt(sink, outcome string) {
+// ObserveDelivery counts one delivery attempt of an event through a sink
+// by its outcome (delivered, retry or dead) and, when delivered, the time
+// from the event's commit: it implements ports.DeliveryObserver.
+func (m *Metrics) ObserveDelivery(sink, outcome string, sinceCommit time.Duration) {
 	m.attempts.WithLabelValues(sink, outcome).Inc()
+	if outcome == domain.OutcomeDelivered {
+		m.delivery.WithLabelValues(sink).Observe(sinceCommit.Seconds())
+	}
 }
-
-// ObserveDelivery records the time from an event's commit to its full
-// delivery.
-func (m *Metrics) ObserveDelivery(d time.Duration) { m.delivery.Observe(d.Seconds()) }
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

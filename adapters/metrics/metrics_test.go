@@ -61,8 +61,8 @@ func TestMetrics_StoreCountsAndHooks(t *testing.T) {
 	m.ObserveRequest("GET", "/api/records/{id}/", 200, 3*time.Millisecond)
 	m.ObserveRequest("GET", "", 404, time.Millisecond)
 	m.ObserveSignIn("throttled")
-	m.ObserveAttempt("email", "failed")
-	m.ObserveDelivery(2 * time.Second)
+	m.ObserveDelivery("email", "retry", time.Second)
+	m.ObserveDelivery("notification", "delivered", 2*time.Second)
 
 	code, body := get(t, serve(t, m))
 	require.Equal(t, http.StatusOK, code)
@@ -74,8 +74,8 @@ func TestMetrics_StoreCountsAndHooks(t *testing.T) {
 		`healthrecord_http_requests_total{code="200",method="GET",route="/api/records/{id}/"} 1`,
 		`healthrecord_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
 		`healthrecord_signins_total{outcome="throttled"} 1`,
-		`healthrecord_outbox_attempts_total{outcome="failed",sink="email"} 1`,
-		`healthrecord_outbox_delivery_seconds_sum 2`,
+		`healthrecord_outbox_attempts_total{outcome="retry",sink="email"} 1`,
+		`healthrecord_outbox_delivery_seconds_sum{sink="notification"} 2`,
 	} {
 		assert.Contains(t, body, want)
 	}

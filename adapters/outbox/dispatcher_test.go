@@ -2,10 +2,11 @@ package outbox_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
-	"strings"
+	"fmt"
+	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,433 +14,322 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/adapters/outbox"
+	"healthrecord/adapters/sqlite"
+	"healthrecord/app"
 	"healthrecord/domain"
 	"healthrecord/ports"
 )
 
-const eventually = 10 * time.Second
+// These tests run the dispatcher over the real application and a real
+// SQLite file; only the mail relay is a stand-in (the SMTP conversation
+// itself is tested in adapters/smtp and end to end in cmd/healthrecord).
 
-func mustDispatcher(t *testing.T, store ports.Outbox, cfg outbox.Config, sinks ...ports.Sink) *outbox.Dispatcher {
+type clock struct{}
+
+func (clock) Now() time.Time { return time.Now().UTC() }
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// mailer is a stand-in relay: send decides each message's fate; it counts
+// the messages per event and the attempts in flight.
+type mailer struct {
+	send func(ctx context.Context, m domain.Email) error
+
+	mu          sync.Mutex
+	attempts    map[string]int
+	sent        map[string]int
+	inFlight    map[string]bool
+	concurrent  int
+	maxInFlight int
+	overlaps    int // an attempt started while another of the same event ran
+}
+
+var _ ports.Mailer = (*mailer)(nil)
+
+func newMailer(send func(ctx context.Context, m domain.Email) error) *mailer {
+	return &mailer{send: send, attempts: map[string]int{}, sent: map[string]int{}, inFlight: map[string]bool{}}
+}
+
+func (m *mailer) Send(ctx context.Context, e domain.Email) error {
+	m.mu.Lock()
+	if m.inFlight[e.MessageID] {
+		m.overlaps++
+	}
+	m.inFlight[e.MessageID] = true
+	m.attempts[e.MessageID]++
+	m.concurrent++
+	m.maxInFlight = max(m.maxInFlight, m.concurrent)
+	m.mu.Unlock()
+	var err error
+	if m.send != nil {
+		err = m.send(ctx, e)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.inFlight, e.MessageID)
+	m.concurrent--
+	if err == nil {
+		m.sent[e.MessageID]++
+	}
+	return err
+}
+
+func (m *mailer) stats() (sent, maxInFlight, overlaps int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range m.sent {
+		sent += n
+	}
+	return sent, m.maxInFlight, m.overlaps
+}
+
+func mustOpenDB(t testing.TB, path string, migrate bool) *sqlite.DB {
 	t.Helper()
-	d, err := outbox.New(store, sinks, cfg, testLogger(t))
+	db, err := sqlite.Open(context.Background(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+	if migrate {
+		require.NoError(t, db.Migrate(context.Background()))
+	}
+	return db
+}
+
+func mustUser(t testing.TB, db *sqlite.DB, name string, role domain.Role) domain.User {
+	t.Helper()
+	u := domain.User{Username: name, Email: name + "@example.com", Role: role, Approved: true, Active: true,
+		PasswordHash: "x", CreatedAt: time.Now().UTC()}
+	require.NoError(t, db.Users().Create(context.Background(), &u))
+	return u
+}
+
+// observer counts delivery outcomes per sink, as a metrics adapter would.
+type observer struct {
+	mu     sync.Mutex
+	counts map[string]int // "sink/outcome"
+}
+
+func (o *observer) ObserveDelivery(sink, outcome string, sinceCommit time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if sinceCommit < 0 {
+		outcome += "/negative-duration"
+	}
+	o.counts[sink+"/"+outcome]++
+}
+
+func (o *observer) snapshot() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range o.counts {
+		out[k] = v
+	}
+	return out
+}
+
+func newApp(db *sqlite.DB, m ports.Mailer, obs ...ports.DeliveryObserver) *app.App {
+	deps := app.Deps{Store: db, Clock: clock{}, Random: randomBytes}
+	if len(obs) > 0 {
+		deps.Observer = obs[0]
+	}
+	if m != nil {
+		deps.Mailer = m
+	}
+	return app.New(deps, app.Config{OutboxBackoff: 5 * time.Millisecond, OutboxMaxBackoff: 20 * time.Millisecond})
+}
+
+func mustDispatcher(t *testing.T, a *app.App, cfg outbox.Config) *outbox.Dispatcher {
+	t.Helper()
+	d, err := outbox.New(a, cfg, nil)
 	require.NoError(t, err)
 	return d
 }
 
-// startRun runs d in the background; the returned stop cancels it and
-// waits for Run to return.
-func startRun(t *testing.T, d *outbox.Dispatcher) (stop func()) {
-	t.Helper()
+// startRun runs d until the test ends; stop cancels it and reports how
+// long Run took to return.
+func startRun(t *testing.T, d *outbox.Dispatcher) (stop func() time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err)
-			case <-time.After(eventually):
-				t.Error("Run did not return after cancel")
-			}
-		})
+	done := make(chan struct{})
+	go func() { defer close(done); assert.NoError(t, d.Run(ctx)) }()
+	stop = func() time.Duration {
+		start := time.Now()
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return")
+		}
+		return time.Since(start)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() { stop() })
 	return stop
 }
 
-func TestDispatcher_DeliversToEverySinkInOrder(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 3)
-	var mu sync.Mutex
-	var order []string
-	record := func(name string) func(context.Context, domain.OutboxEvent) error {
-		return func(_ context.Context, e domain.OutboxEvent) error {
-			mu.Lock()
-			defer mu.Unlock()
-			order = append(order, name)
+// assign commits n events for doctor (round robin over doctors), in one
+// transaction per event as the API does.
+func assign(t *testing.T, db *sqlite.DB, a *app.App, patient domain.User, doctors []domain.User, n int) []int64 {
+	t.Helper()
+	var ids []int64
+	for i := range n {
+		doc := doctors[i%len(doctors)]
+		require.NoError(t, db.WithinTx(context.Background(), func(tx ports.Tx) error {
+			r := domain.Record{PatientID: patient.ID, DoctorID: doc.ID, Title: "t", Content: "c",
+				CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+			if err := tx.Records().Create(context.Background(), &r); err != nil {
+				return err
+			}
+			e := domain.NewAssignmentEvent(r, time.Now(), a.Sinks()...)
+			if err := tx.Outbox().Add(context.Background(), &e); err != nil {
+				return err
+			}
+			ids = append(ids, e.ID)
 			return nil
-		}
+		}))
 	}
-	notify, email := newSink("notification", record("notification")), newSink("email", record("email"))
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", Concurrency: 1}, notify, email)
+	return ids
+}
 
-	n, err := d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 3, n)
-	assert.Equal(t, []string{"notification", "email", "notification", "email", "notification", "email"}, order)
-	for id := int64(1); id <= 3; id++ {
-		e, err := store.Get(context.Background(), id)
+func notificationCount(t *testing.T, db *sqlite.DB, doctors []domain.User) int {
+	t.Helper()
+	n := 0
+	for _, d := range doctors {
+		got, err := db.Notifications().List(context.Background(), d.ID, domain.Page{Limit: domain.MaxPageSize})
 		require.NoError(t, err)
-		assert.Equal(t, domain.OutboxDelivered, e.State)
-		assert.NotNil(t, e.DeliveredAt)
-		// The last sink of a clean attempt is not recorded on its own:
-		// delivered says it.
-		assert.Equal(t, []string{"notification"}, e.Done)
-		assert.Empty(t, store.owner(id), "delivered events are released")
+		n += len(got)
 	}
-	assert.Empty(t, notify.repeats())
-	assert.Empty(t, email.repeats())
-
-	n, err = d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Zero(t, n, "nothing left to deliver")
+	return n
 }
 
-func TestDispatcher_RetriesOnlyTheFailingSinkWithBackoff(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 1)
-	clock := newClock()
-	fails := 2
-	notify := newSink("notification", nil)
-	email := newSink("email", func(context.Context, domain.OutboxEvent) error {
-		if fails > 0 {
-			fails--
-			return errors.New("451 4.3.0 try again later")
-		}
-		return nil
-	})
-	base := 10 * time.Second
-	d := mustDispatcher(t, store, outbox.Config{
-		Owner: "a", Now: clock.Now, Rand: func() float64 { return 0.5 }, // jitter factor 1
-		BaseBackoff: base, MaxBackoff: time.Hour,
-	}, notify, email)
-	ctx := context.Background()
-
-	// Attempt 1: the notification goes out, the email fails.
-	_, err := d.RunOnce(ctx)
-	require.NoError(t, err)
-	e, err := store.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxPending, e.State)
-	assert.Equal(t, 1, e.Attempts)
-	assert.Equal(t, []string{"notification"}, e.Done)
-	assert.Contains(t, e.LastError, "email: 451 4.3.0 try again later")
-	assert.Equal(t, clock.Now().Add(base), e.NextAttemptAt, "first retry after BaseBackoff")
-
-	// Not due yet: nothing is attempted.
-	n, err := d.RunOnce(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n)
-
-	// Attempt 2 fails again and backs off twice as long.
-	clock.Advance(base)
-	_, err = d.RunOnce(ctx)
-	require.NoError(t, err)
-	e, err = store.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.Equal(t, 2, e.Attempts)
-	assert.Equal(t, clock.Now().Add(2*base), e.NextAttemptAt)
-
-	// Attempt 3 succeeds.
-	clock.Advance(2 * base)
-	_, err = d.RunOnce(ctx)
-	require.NoError(t, err)
-	e, err = store.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxDelivered, e.State)
-
-	assert.Equal(t, 1, notify.callsFor(1), "the notification is not repeated when only the email fails")
-	assert.Equal(t, 3, email.callsFor(1))
-	assert.Empty(t, notify.repeats())
-	assert.Empty(t, email.repeats())
-}
-
-func TestDispatcher_DeadAfterMaxAttempts(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 1)
-	clock := newClock()
-	long := "550 5.1.1 mailbox unavailable " + strings.Repeat("x", 1000)
-	email := newSink("email", func(context.Context, domain.OutboxEvent) error { return errors.New(long) })
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", Now: clock.Now, MaxAttempts: 3}, newSink("notification", nil), email)
-	ctx := context.Background()
-
-	for range 3 {
-		n, err := d.RunOnce(ctx)
-		require.NoError(t, err)
-		require.Equal(t, 1, n)
-		clock.Advance(time.Hour)
-	}
-	e, err := store.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxDead, e.State)
-	assert.Equal(t, 3, e.Attempts)
-	assert.True(t, strings.HasPrefix(e.LastError, "email: 550 5.1.1 mailbox unavailable"), e.LastError)
-	assert.LessOrEqual(t, len(e.LastError), 500)
-
-	n, err := d.RunOnce(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n, "a dead event is set aside")
-	assert.Equal(t, 3, email.callsFor(1))
-}
-
-func TestDispatcher_WakeDeliversWithoutWaitingForPoll(t *testing.T) {
-	store := &fakeStore{}
-	notify := newSink("notification", nil)
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", PollInterval: time.Hour}, notify)
-	startRun(t, d)
-
-	// Wait until the first (empty) claim, so the event below can only be
-	// found because of Wake, not by the first pass.
-	require.Eventually(t, func() bool { c, _, _ := store.stats(); return c >= 1 }, eventually, time.Millisecond)
-	mustAdd(t, store, 1)
-	d.Wake()
-	d.Wake() // a second wake never blocks
-	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == 1 }, eventually, time.Millisecond)
-	assert.Equal(t, 1, notify.callsFor(1))
-}
-
-// A retry due before the next poll is made when due, not at the poll: the
-// back-off is kept to, not rounded up to the poll interval.
-func TestDispatcher_RetriesWhenDueWithoutWaitingForPoll(t *testing.T) {
-	store := &fakeStore{}
-	var fails atomic.Int32
-	email := newSink("email", func(context.Context, domain.OutboxEvent) error {
-		if fails.Add(1) <= 2 {
-			return errors.New("421 try later")
-		}
-		return nil
-	})
-	mustAdd(t, store, 1)
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", PollInterval: time.Hour, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, email)
-	startRun(t, d)
-	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == 1 }, eventually, time.Millisecond)
-	assert.Equal(t, int32(3), fails.Load())
-}
-
-// Events of a batch are attempted Concurrency at a time: four deliveries
-// that each wait for all four to have started can only finish together.
-func TestDispatcher_AttemptsEventsConcurrently(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 4)
-	var arrived sync.WaitGroup
-	arrived.Add(4)
-	all := make(chan struct{})
-	go func() { arrived.Wait(); close(all) }()
-	sink := newSink("notification", func(ctx context.Context, e domain.OutboxEvent) error {
-		arrived.Done()
-		select {
-		case <-all:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", Concurrency: 4, AttemptTimeout: 5 * time.Second}, sink)
-	n, err := d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 4, n)
-	assert.Equal(t, 4, store.counts()[domain.OutboxDelivered], "none timed out waiting for the others")
-}
-
-func TestDispatcher_DrainsBacklogInBatches(t *testing.T) {
-	const total, batch = 10_000, 100
-	store := &fakeStore{}
-	mustAdd(t, store, total)
-	notify, email := newSink("notification", nil), newSink("email", nil)
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", BatchSize: batch, PollInterval: time.Hour}, notify, email)
-	startRun(t, d)
-
-	// No Wake: full batches alone make the dispatcher claim again at once.
-	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == total }, eventually, 5*time.Millisecond)
-	claims, maxClaimed, maxHeld := store.stats()
-	assert.Equal(t, batch, maxClaimed)
-	assert.LessOrEqual(t, maxHeld, batch, "never more than one batch leased at once")
-	assert.GreaterOrEqual(t, claims, total/batch)
-	assert.Equal(t, total, notify.delivered())
-	assert.Equal(t, total, email.delivered())
-	assert.Empty(t, notify.repeats())
-	assert.Empty(t, email.repeats())
-}
-
-func TestDispatcher_ShutdownFinishesInFlightAndReleasesTheRest(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 5)
-	started, proceed := make(chan struct{}), make(chan struct{})
-	var inflightErr atomic.Value
-	slow := newSink("email", func(ctx context.Context, e domain.OutboxEvent) error {
-		if e.ID != 1 {
-			return nil
-		}
-		close(started)
-		select {
-		case <-proceed:
-			return nil
-		case <-ctx.Done():
-			inflightErr.Store(ctx.Err())
-			return ctx.Err()
-		}
-	})
-	notify := newSink("notification", nil)
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", Concurrency: 1}, notify, slow)
-	stop := startRun(t, d)
-
-	<-started
-	stopped := make(chan struct{})
-	go func() { stop(); close(stopped) }()
-	// Run must not return while the attempt is in flight, and the attempt's
-	// context must survive the cancellation.
-	select {
-	case <-stopped:
-		t.Fatal("Run returned before the in-flight attempt finished")
-	case <-time.After(20 * time.Millisecond):
-	}
-	close(proceed)
-	<-stopped
-
-	assert.Nil(t, inflightErr.Load(), "the in-flight attempt was cancelled")
-	e, err := store.Get(context.Background(), 1)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxDelivered, e.State)
-	for id := int64(2); id <= 5; id++ {
-		e, err := store.Get(context.Background(), id)
-		require.NoError(t, err)
-		assert.Equal(t, domain.OutboxPending, e.State)
-		assert.Zero(t, e.Attempts, "a released event has no attempt counted")
-		assert.Empty(t, store.owner(id), "event %d released", id)
-		assert.Zero(t, slow.callsFor(id))
-	}
-}
-
-func TestDispatcher_AttemptTimeoutFailsTheAttempt(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 1)
-	hang := newSink("email", func(ctx context.Context, _ domain.OutboxEvent) error {
+// A relay that hangs holds no in-API notification back, and shutdown is
+// bounded: attempts in flight are cut after the grace and retried later.
+func TestDispatcher_HungRelayDelaysNoNotification(t *testing.T) {
+	db := mustOpenDB(t, filepath.Join(t.TempDir(), "hr.db"), true)
+	hung := newMailer(func(ctx context.Context, _ domain.Email) error {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", AttemptTimeout: 20 * time.Millisecond}, hang)
+	a := newApp(db, hung)
+	p := mustUser(t, db, "pat", domain.RolePatient)
+	docs := []domain.User{mustUser(t, db, "doc", domain.RoleDoctor)}
+	d := mustDispatcher(t, a, outbox.Config{Email: true, PollInterval: time.Hour, AttemptTimeout: time.Hour,
+		Lease: 2 * time.Hour, ShutdownGrace: 200 * time.Millisecond})
+	db.OnOutboxCommit(d.Wake)
+	stop := startRun(t, d)
 
-	_, err := d.RunOnce(context.Background())
-	require.NoError(t, err)
-	e, err := store.Get(context.Background(), 1)
-	require.NoError(t, err)
-	assert.Equal(t, 1, e.Attempts)
-	assert.Contains(t, e.LastError, "deadline exceeded")
-}
-
-func TestDispatcher_ReleasesWhenLeaseTooShortForAnAttempt(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 2)
-	clock := newClock()
-	// Delivering takes 40s of (fake) time: after event 1, the lease of 60s
-	// has 20s left, less than the 30s an attempt may take.
-	notify := newSink("notification", func(context.Context, domain.OutboxEvent) error {
-		clock.Advance(40 * time.Second)
-		return nil
-	})
-	d := mustDispatcher(t, store, outbox.Config{
-		Owner: "a", Now: clock.Now, Lease: time.Minute, AttemptTimeout: 30 * time.Second, Concurrency: 1,
-	}, notify)
-
-	n, err := d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 1, n)
-	e, err := store.Get(context.Background(), 2)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxPending, e.State)
-	assert.Zero(t, e.Attempts)
-	assert.Empty(t, store.owner(2), "released, not left to expire")
-	assert.Zero(t, notify.callsFor(2))
-
-	n, err = d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 1, n)
-	assert.Equal(t, 2, store.counts()[domain.OutboxDelivered])
-}
-
-func TestDispatcher_LeaseLostMovesOn(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 2)
-	// While event 1 is delivered, its lease passes to another dispatcher.
-	notify := newSink("notification", func(ctx context.Context, e domain.OutboxEvent) error {
-		if e.ID == 1 {
-			require.NoError(t, store.Release(ctx, "a", 1))
-			_, err := store.Claim(ctx, "b", time.Now(), time.Minute, 1)
-			require.NoError(t, err)
-		}
-		return nil
-	})
-	email := newSink("email", nil)
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a"}, notify, email)
-
-	n, err := d.RunOnce(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, 2, n)
-	e, err := store.Get(context.Background(), 1)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxPending, e.State, "left to its new owner")
-	assert.Zero(t, e.Attempts)
-	assert.Equal(t, "b", store.owner(1))
-	assert.Zero(t, email.callsFor(1), "no more sinks once the lease is lost")
-	e, err = store.Get(context.Background(), 2)
-	require.NoError(t, err)
-	assert.Equal(t, domain.OutboxDelivered, e.State, "the next event is still delivered")
-}
-
-func TestDispatcher_StoreErrorsDoNotStopRun(t *testing.T) {
-	store := &fakeStore{}
-	mustAdd(t, store, 1)
-	failures := 2
-	store.ClaimErr = func() error { // called with store.mu held
-		if failures > 0 {
-			failures--
-			return errors.New("database is locked")
-		}
-		return nil
+	for round := range 3 {
+		assign(t, db, a, p, docs, 3)
+		start := time.Now()
+		require.Eventually(t, func() bool { return notificationCount(t, db, docs) == 3*(round+1) },
+			time.Second, 5*time.Millisecond, "round %d: notifications within a second of the commit", round)
+		t.Logf("round %d: notifications after %v, the relay hung", round, time.Since(start))
 	}
-	d := mustDispatcher(t, store, outbox.Config{Owner: "a", PollInterval: time.Hour}, newSink("notification", nil))
-	startRun(t, d)
-	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == 1 }, eventually, time.Millisecond)
+	_, maxInFlight, _ := hung.stats()
+	assert.LessOrEqual(t, maxInFlight, outbox.DefaultEmailConcurrency)
+
+	took := stop()
+	assert.Less(t, took, 5*time.Second, "shutdown waits the grace, not the attempt timeout")
+	events, err := db.Outbox().List(context.Background(), ports.OutboxFilter{Sink: domain.SinkEmail, State: domain.OutboxPending}, domain.Page{Limit: 100})
+	require.NoError(t, err)
+	assert.Len(t, events, 9, "every email still pending, none lost")
 }
 
-func TestDispatcher_TwoDispatchersNeverRepeatAnAttempt(t *testing.T) {
-	const total = 2_000
-	store := &fakeStore{}
-	mustAdd(t, store, total)
-	notify := newSink("notification", nil)
-	// Every third event's email fails on its first attempt, so retries
-	// (with a tiny back-off) run concurrently with first attempts.
-	email := newSink("email", func(_ context.Context, e domain.OutboxEvent) error {
-		if e.ID%3 == 0 && e.Attempts == 0 {
-			return errors.New("421 busy")
+// Two dispatchers, each with its own connection pools as two processes
+// would have, share one SQLite file: the leases must keep them from ever
+// running the same attempt, and each event gets one notification and its
+// email.
+func TestDispatcher_TwoDispatchersOnOneSQLiteFile(t *testing.T) {
+	const total = 300
+	path := filepath.Join(t.TempDir(), "healthrecord.db")
+	db1 := mustOpenDB(t, path, true)
+	db2 := mustOpenDB(t, path, false)
+	// One event in five has its email fail on the first attempt, so
+	// retries run beside first attempts.
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	relay := newMailer(func(_ context.Context, m domain.Email) error {
+		var id int64
+		_, _ = fmt.Sscanf(m.MessageID, "<outbox-%d@", &id)
+		mu.Lock()
+		defer mu.Unlock()
+		if id%5 == 0 && !failed[m.MessageID] {
+			failed[m.MessageID] = true
+			return errors.New("421 4.7.0 busy, try later")
 		}
 		return nil
 	})
+	a1, a2 := newApp(db1, relay), newApp(db2, relay)
+	p := mustUser(t, db1, "pat", domain.RolePatient)
+	docs := []domain.User{mustUser(t, db1, "doc1", domain.RoleDoctor), mustUser(t, db1, "doc2", domain.RoleDoctor)}
 	cfg := func(owner string) outbox.Config {
-		return outbox.Config{
-			Owner: owner, BatchSize: 50, PollInterval: time.Millisecond,
-			BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
-		}
+		return outbox.Config{Owner: owner, Email: true, BatchSize: 25, PollInterval: 5 * time.Millisecond}
 	}
-	startRun(t, mustDispatcher(t, store, cfg("a"), notify, email))
-	startRun(t, mustDispatcher(t, store, cfg("b"), notify, email))
+	d1, d2 := mustDispatcher(t, a1, cfg("a")), mustDispatcher(t, a2, cfg("b"))
+	db1.OnOutboxCommit(d1.Wake)
+	startRun(t, d1)
+	startRun(t, d2)
 
-	require.Eventually(t, func() bool { return store.counts()[domain.OutboxDelivered] == total }, eventually, 5*time.Millisecond)
-	assert.Empty(t, notify.repeats())
-	assert.Empty(t, email.repeats())
-	assert.Equal(t, total, notify.delivered())
-	assert.Equal(t, total, email.delivered())
-	for id := int64(3); id <= total; id += 3 {
-		assert.Equal(t, 1, notify.callsFor(id), "event %d: notification repeated", id)
+	assign(t, db1, a1, p, docs, total)
+	require.Eventually(t, func() bool {
+		got, err := db1.Outbox().List(context.Background(), ports.OutboxFilter{State: domain.OutboxDelivered}, domain.Page{Limit: domain.MaxPageSize})
+		return err == nil && len(got) == total
+	}, 60*time.Second, 20*time.Millisecond)
+
+	sent, maxInFlight, overlaps := relay.stats()
+	assert.Zero(t, overlaps, "an attempt ran twice at once")
+	assert.Equal(t, total, sent, "each email sent once")
+	assert.LessOrEqual(t, maxInFlight, 2*outbox.DefaultEmailConcurrency)
+	assert.Equal(t, total, notificationCount(t, db1, docs), "one notification per event")
+	for id := int64(5); id <= total; id += 5 {
+		e, err := db1.Outbox().Get(context.Background(), id)
+		require.NoError(t, err)
+		d, _ := e.Delivery(domain.SinkEmail)
+		assert.Equal(t, 2, d.Attempts, "event %d failed once", id)
+		assert.Empty(t, e.LastError, "a delivered event has no last error")
 	}
 }
 
-func TestNew_Refuses(t *testing.T) {
-	store := &fakeStore{}
-	tests := map[string]struct {
-		cfg   outbox.Config
-		sinks []ports.Sink
-	}{
-		"lease shorter than attempt": {outbox.Config{Lease: time.Second, AttemptTimeout: time.Minute}, nil},
-		"duplicate sink names":       {outbox.Config{}, []ports.Sink{newSink("email", nil), newSink("email", nil)}},
-		"unnamed sink":               {outbox.Config{}, []ports.Sink{newSink("", nil)}},
+// A permanent refusal is dead at once; the other sink and events go on.
+func TestDispatcher_PermanentFailureIsDeadAtOnce(t *testing.T) {
+	db := mustOpenDB(t, filepath.Join(t.TempDir(), "hr.db"), true)
+	relay := newMailer(func(_ context.Context, m domain.Email) error {
+		if m.To == "gone@example.com" {
+			return ports.Permanent(errors.New("smtp: RCPT TO: 550 5.1.1 No such mailbox"))
+		}
+		return nil
+	})
+	obs := &observer{counts: map[string]int{}}
+	a := newApp(db, relay, obs)
+	p := mustUser(t, db, "pat", domain.RolePatient)
+	gone := mustUser(t, db, "gone", domain.RoleDoctor)
+	ok := mustUser(t, db, "ok", domain.RoleDoctor)
+	d := mustDispatcher(t, a, outbox.Config{Email: true, PollInterval: 10 * time.Millisecond})
+	db.OnOutboxCommit(d.Wake)
+	startRun(t, d)
+	ids := assign(t, db, a, p, []domain.User{gone, ok}, 4)
+
+	require.Eventually(t, func() bool {
+		dead, err := db.Outbox().List(context.Background(), ports.OutboxFilter{State: domain.OutboxDead}, domain.Page{Limit: 10})
+		del, err2 := db.Outbox().List(context.Background(), ports.OutboxFilter{State: domain.OutboxDelivered}, domain.Page{Limit: 10})
+		return err == nil && err2 == nil && len(dead) == 2 && len(del) == 2
+	}, 10*time.Second, 10*time.Millisecond)
+	for i, id := range ids {
+		e, err := db.Outbox().Get(context.Background(), id)
+		require.NoError(t, err)
+		n, _ := e.Delivery(domain.SinkNotification)
+		m, _ := e.Delivery(domain.SinkEmail)
+		assert.Equal(t, domain.OutboxDelivered, n.State)
+		if i%2 == 0 {
+			assert.Equal(t, []any{domain.OutboxDead, 1}, []any{m.State, m.Attempts})
+			assert.Contains(t, m.LastError, "550")
+			assert.Contains(t, e.LastError, "550")
+		} else {
+			assert.Equal(t, domain.OutboxDelivered, m.State)
+		}
 	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, err := outbox.New(store, tt.sinks, tt.cfg, nil)
-			assert.Error(t, err)
-		})
-	}
+	assert.Equal(t, map[string]int{"notification/delivered": 4, "email/dead": 2, "email/delivered": 2}, obs.snapshot(),
+		"the observer hears every attempt's outcome")
 }

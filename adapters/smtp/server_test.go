@@ -25,6 +25,10 @@ type serverOpts struct {
 	TLS        *tls.Config // offer STARTTLS with this config
 	User, Pass string      // require AUTH PLAIN with these
 	RejectRcpt bool        // answer 550 to every RCPT TO
+	RejectTo   string      // answer 550 to RCPT TO this address
+	// IdleDrop makes the server drop a client silent for this long
+	// (default 10s).
+	IdleDrop time.Duration
 }
 
 // received is one message the server accepted.
@@ -44,6 +48,50 @@ type testServer struct {
 
 	mu   sync.Mutex
 	msgs []received
+	// Connections counted at the TCP level: opened in all, open now, and
+	// the most open at once.
+	opened, open, maxOpen int
+}
+
+// countingListener counts the server's connections.
+type countingListener struct {
+	net.Listener
+	ts *testServer
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.ts.mu.Lock()
+	l.ts.opened++
+	l.ts.open++
+	l.ts.maxOpen = max(l.ts.maxOpen, l.ts.open)
+	l.ts.mu.Unlock()
+	return &countedConn{Conn: c, ts: l.ts}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	ts   *testServer
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.ts.mu.Lock()
+		c.ts.open--
+		c.ts.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// conns reports the connections opened in all and the most open at once.
+func (ts *testServer) conns() (opened, maxOpen int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.opened, ts.maxOpen
 }
 
 // startServer starts a server for the test and stops it at cleanup.
@@ -60,13 +108,16 @@ func startServer(t *testing.T, opts serverOpts) *testServer {
 	// on loopback, where net/smtp's PlainAuth agrees to send credentials.
 	srv.AllowInsecureAuth = opts.TLS == nil
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	if opts.IdleDrop > 0 {
+		srv.ReadTimeout = opts.IdleDrop
+	}
 	srv.ErrorLog = log.New(t.Output(), "smtp server: ", 0)
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ts.Addr = l.Addr().String()
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
+	go func() { defer close(done); _ = srv.Serve(countingListener{Listener: l, ts: ts}) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
 		// Close misses a listener that Serve has not registered yet.
@@ -119,7 +170,7 @@ func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	if s.srv.opts.RejectRcpt {
+	if s.srv.opts.RejectRcpt || (s.srv.opts.RejectTo != "" && to == s.srv.opts.RejectTo) {
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "mailbox unavailable"}
 	}
 	s.msg.To = append(s.msg.To, to)

@@ -1,5 +1,6 @@
 // Package smtp sends email through an SMTP relay with the standard library's
-// client: STARTTLS, AUTH PLAIN, one message per connection.
+// client over a small pool of reused connections: STARTTLS, AUTH PLAIN,
+// RSET between messages, every network step bounded in time.
 package smtp
 
 import (
@@ -13,8 +14,10 @@ import (
 	"net"
 	"net/mail"
 	"net/smtp"
+	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"healthrecord/domain"
@@ -28,8 +31,15 @@ const (
 	StartTLSNever  = "never"  // stay in plain text (a local relay)
 )
 
-// DefaultTimeout bounds one Send when Config.Timeout is zero.
-const DefaultTimeout = 30 * time.Second
+// Defaults of the Config fields left zero.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultConnections    = 4
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultCommandTimeout = 10 * time.Second
+	DefaultDataTimeout    = 20 * time.Second
+	DefaultIdleTimeout    = 30 * time.Second
+)
 
 // Config says where and how to send.
 type Config struct {
@@ -47,15 +57,43 @@ type Config struct {
 	// TLSConfig is used for STARTTLS; nil means the system roots and
 	// Addr's host as the server name.
 	TLSConfig *tls.Config
-	// Timeout bounds one Send, connection included.
+	// Timeout bounds one Send, waiting for a connection included.
 	Timeout time.Duration
+	// Connections bounds the connections open to the relay at once.
+	Connections int
+	// DialTimeout bounds opening a TCP connection.
+	DialTimeout time.Duration
+	// CommandTimeout bounds the greeting and the reply to each command
+	// (EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, RSET).
+	CommandTimeout time.Duration
+	// DataTimeout bounds sending a message's content and reading the
+	// reply to its end.
+	DataTimeout time.Duration
+	// IdleTimeout is how long an unused connection is kept for reuse;
+	// relays drop idle clients, so an older one is closed, not tried.
+	IdleTimeout time.Duration
 }
 
-// Mailer sends each email over its own SMTP connection.
+// Mailer sends email over at most Config.Connections connections, each
+// reused for many messages.
 type Mailer struct {
 	cfg  Config
 	host string        // Addr's host: the TLS server name and PlainAuth's host
 	from *mail.Address // parsed Config.From
+
+	// slots holds one token per connection in use or being opened; with
+	// the idle ones, never more than Connections are open (a Send dials
+	// only when no idle connection is left).
+	slots chan struct{}
+	mu    sync.Mutex
+	idle  []*conn // most recently used last
+}
+
+// conn is one open SMTP session, greeted and authenticated.
+type conn struct {
+	nc       net.Conn // the TCP connection: deadlines and Close apply under TLS too
+	c        *smtp.Client
+	lastUsed time.Time
 }
 
 var _ ports.Mailer = (*Mailer)(nil)
@@ -68,8 +106,23 @@ func New(cfg Config) (*Mailer, error) {
 	if cfg.StartTLS == "" {
 		cfg.StartTLS = StartTLSAuto
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.Timeout, DefaultTimeout}, {&cfg.DialTimeout, DefaultDialTimeout}, {&cfg.CommandTimeout, DefaultCommandTimeout},
+		{&cfg.DataTimeout, DefaultDataTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return nil, fmt.Errorf("smtp: a timeout is negative: %v", *d.v)
+		}
+	}
+	if cfg.Connections == 0 {
+		cfg.Connections = DefaultConnections
+	}
+	if cfg.Connections < 0 {
+		return nil, fmt.Errorf("smtp: Connections %d < 1", cfg.Connections)
 	}
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -79,9 +132,6 @@ func New(cfg Config) (*Mailer, error) {
 	case StartTLSAuto, StartTLSAlways, StartTLSNever:
 	default:
 		return nil, fmt.Errorf("smtp: StartTLS %q is not auto, always or never", cfg.StartTLS)
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("smtp: Timeout %v < 0", cfg.Timeout)
 	}
 	if err := noLineBreaks("HeloHost", cfg.HeloHost); err != nil {
 		return nil, err
@@ -104,11 +154,13 @@ func New(cfg Config) (*Mailer, error) {
 		tc.MinVersion = tls.VersionTLS12
 	}
 	cfg.TLSConfig = tc
-	return &Mailer{cfg: cfg, host: host, from: from}, nil
+	return &Mailer{cfg: cfg, host: host, from: from, slots: make(chan struct{}, cfg.Connections)}, nil
 }
 
-// Send delivers m in one SMTP conversation. Errors carry the server's reply
-// code and text (never the password); the caller retries them.
+// Send delivers m over a pooled connection. Errors carry the server's
+// reply code and text (never the password); a 5xx reply to the message's
+// MAIL, RCPT or DATA is permanent (ports.IsPermanent), anything else is
+// transient.
 func (ml *Mailer) Send(ctx context.Context, m domain.Email) error {
 	for _, h := range [][2]string{{"To", m.To}, {"Subject", m.Subject}, {"Message-ID", m.MessageID}} {
 		if err := noLineBreaks(h[0], h[1]); err != nil {
@@ -126,85 +178,222 @@ func (ml *Mailer) Send(ctx context.Context, m domain.Email) error {
 
 	ctx, cancel := context.WithTimeout(ctx, ml.cfg.Timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", ml.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("smtp: connect to %s: %w", ml.cfg.Addr, err)
+	select {
+	case ml.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("smtp: waiting for a connection: %w", context.Cause(ctx))
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+	defer func() { <-ml.slots }()
+
+	cn, reused, err := ml.get(ctx)
+	if err != nil {
+		return ml.explain(ctx, err)
 	}
 	// net/smtp does not watch ctx: closing the connection when ctx ends
 	// unblocks whatever read or write is waiting.
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
+	stop := context.AfterFunc(ctx, func() { _ = cn.nc.Close() })
+	err = ml.transaction(ctx, cn, to.Address, msg)
+	if !stop() || err != nil {
+		// After an error the session's state is unknown: a new connection
+		// is cheaper than finding out.
+		_ = cn.nc.Close()
+		if err != nil && reused && isBroken(err) {
+			err = fmt.Errorf("%w (on a reused connection)", err)
+		}
+		return ml.explain(ctx, err)
+	}
+	cn.lastUsed = time.Now()
+	ml.put(cn)
+	return nil
+}
 
-	err = ml.converse(conn, to.Address, msg)
+// explain makes a timeout or a cancellation say so.
+func (ml *Mailer) explain(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: %w", context.Cause(ctx), err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		// The connection's deadline is ctx's; it may fire a moment before
-		// ctx's own timer does.
 		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-	default:
-		return err
 	}
+	return err
 }
 
-// converse runs the conversation on conn: EHLO, STARTTLS, AUTH, MAIL, RCPT,
-// DATA, QUIT.
-func (ml *Mailer) converse(conn net.Conn, rcpt string, msg []byte) error {
-	c, err := smtp.NewClient(conn, ml.host)
+// isBroken reports a connection-level failure rather than a reply.
+func isBroken(err error) bool {
+	var te *textproto.Error
+	return !errors.As(err, &te)
+}
+
+// get returns an idle connection, checked with RSET, or a new one.
+func (ml *Mailer) get(ctx context.Context) (*conn, bool, error) {
+	for {
+		cn := ml.takeIdle()
+		if cn == nil {
+			break
+		}
+		// RSET clears any state left by the last message and proves the
+		// relay still holds the session; a stale one is closed and the
+		// next tried.
+		stop := context.AfterFunc(ctx, func() { _ = cn.nc.Close() })
+		err := ml.step(ctx, cn, ml.cfg.CommandTimeout, func() error { return cn.c.Reset() })
+		if stop() && err == nil {
+			return cn, true, nil
+		}
+		_ = cn.nc.Close()
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+	}
+	cn, err := ml.dial(ctx)
+	return cn, false, err
+}
+
+// takeIdle pops the most recently used idle connection, closing those
+// idle for too long.
+func (ml *Mailer) takeIdle() *conn {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	for len(ml.idle) > 0 {
+		cn := ml.idle[len(ml.idle)-1]
+		ml.idle = ml.idle[:len(ml.idle)-1]
+		if time.Since(cn.lastUsed) < ml.cfg.IdleTimeout {
+			return cn
+		}
+		_ = cn.nc.Close()
+	}
+	return nil
+}
+
+func (ml *Mailer) put(cn *conn) {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	ml.idle = append(ml.idle, cn)
+}
+
+// Close closes the idle connections, saying QUIT briefly first.
+func (ml *Mailer) Close() error {
+	ml.mu.Lock()
+	idle := ml.idle
+	ml.idle = nil
+	ml.mu.Unlock()
+	for _, cn := range idle {
+		_ = cn.nc.SetDeadline(time.Now().Add(time.Second))
+		_ = cn.c.Quit()
+		_ = cn.nc.Close()
+	}
+	return nil
+}
+
+// step runs one network step with a deadline of d from now, or ctx's if
+// sooner.
+func (ml *Mailer) step(ctx context.Context, cn *conn, d time.Duration, fn func() error) error {
+	dl := time.Now().Add(d)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		dl = cd
+	}
+	if err := cn.nc.SetDeadline(dl); err != nil {
+		return err
+	}
+	return fn()
+}
+
+// dial opens and prepares a connection: greeting, EHLO, STARTTLS, AUTH.
+func (ml *Mailer) dial(ctx context.Context) (*conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, ml.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", ml.cfg.Addr)
 	if err != nil {
+		return nil, fmt.Errorf("smtp: connect to %s: %w", ml.cfg.Addr, err)
+	}
+	cn := &conn{nc: nc}
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	err = ml.hello(ctx, cn)
+	if !stop() && err == nil {
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+func (ml *Mailer) hello(ctx context.Context, cn *conn) error {
+	cmd := ml.cfg.CommandTimeout
+	if err := ml.step(ctx, cn, cmd, func() (err error) {
+		cn.c, err = smtp.NewClient(cn.nc, ml.host)
+		return err
+	}); err != nil {
 		return fmt.Errorf("smtp: greeting: %w", err)
 	}
-	defer c.Close()
-	if err := c.Hello(ml.cfg.HeloHost); err != nil {
+	if err := ml.step(ctx, cn, cmd, func() error { return cn.c.Hello(ml.cfg.HeloHost) }); err != nil {
 		return fmt.Errorf("smtp: EHLO: %w", err)
 	}
-	if ok, _ := c.Extension("STARTTLS"); ok && ml.cfg.StartTLS != StartTLSNever {
+	if ok, _ := cn.c.Extension("STARTTLS"); ok && ml.cfg.StartTLS != StartTLSNever {
 		// A failed handshake is an error, never a silent fall-back to
 		// plain text that an attacker could force.
-		if err := c.StartTLS(ml.cfg.TLSConfig); err != nil {
+		if err := ml.step(ctx, cn, cmd, func() error { return cn.c.StartTLS(ml.cfg.TLSConfig) }); err != nil {
 			return fmt.Errorf("smtp: STARTTLS: %w", err)
 		}
 	} else if ml.cfg.StartTLS == StartTLSAlways {
 		return errors.New("smtp: the server does not offer STARTTLS and StartTLS is always")
 	}
 	if ml.cfg.Username != "" {
-		if ok, _ := c.Extension("AUTH"); !ok {
+		if ok, _ := cn.c.Extension("AUTH"); !ok {
 			return errors.New("smtp: the server does not offer AUTH")
 		}
 		// PlainAuth itself refuses to send credentials in plain text to a
 		// server other than localhost.
-		if err := c.Auth(smtp.PlainAuth("", ml.cfg.Username, ml.cfg.Password, ml.host)); err != nil {
+		if err := ml.step(ctx, cn, cmd, func() error {
+			return cn.c.Auth(smtp.PlainAuth("", ml.cfg.Username, ml.cfg.Password, ml.host))
+		}); err != nil {
 			return fmt.Errorf("smtp: AUTH: %w", err)
 		}
 	}
-	if err := c.Mail(ml.from.Address); err != nil {
-		return fmt.Errorf("smtp: MAIL FROM: %w", err)
-	}
-	if err := c.Rcpt(rcpt); err != nil {
-		return fmt.Errorf("smtp: RCPT TO: %w", err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("smtp: DATA: %w", err)
-	}
-	// The DATA writer dot-stuffs lines and ends the message.
-	if _, err := w.Write(msg); err != nil {
-		return fmt.Errorf("smtp: writing message: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("smtp: end of DATA: %w", err)
-	}
-	// The message is accepted; a failed QUIT changes nothing.
-	_ = c.Quit()
 	return nil
+}
+
+// transaction sends one message: MAIL, RCPT, DATA. A 5xx reply is the
+// relay refusing this message for good.
+func (ml *Mailer) transaction(ctx context.Context, cn *conn, rcpt string, msg []byte) error {
+	cmd := ml.cfg.CommandTimeout
+	if err := ml.step(ctx, cn, cmd, func() error { return cn.c.Mail(ml.from.Address) }); err != nil {
+		return refusal("MAIL FROM", err)
+	}
+	if err := ml.step(ctx, cn, cmd, func() error { return cn.c.Rcpt(rcpt) }); err != nil {
+		return refusal("RCPT TO", err)
+	}
+	var w interface {
+		Write([]byte) (int, error)
+		Close() error
+	}
+	if err := ml.step(ctx, cn, cmd, func() (err error) { w, err = cn.c.Data(); return err }); err != nil {
+		return refusal("DATA", err)
+	}
+	// The DATA writer dot-stuffs lines and ends the message; its Close
+	// reads the relay's verdict.
+	return refusal("end of DATA", ml.step(ctx, cn, ml.cfg.DataTimeout, func() error {
+		if _, err := w.Write(msg); err != nil {
+			return err
+		}
+		return w.Close()
+	}))
+}
+
+// refusal names the step of err and marks a 5xx reply permanent.
+func refusal(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("smtp: %s: %w", step, err)
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
+		return ports.Permanent(err)
+	}
+	return err
 }
 
 // message renders m as an RFC 5322 message with CRLF line endings and a

@@ -5,89 +5,137 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
-// outbox implements ports.Outbox.
+// outbox implements ports.Outbox: events in outbox, their progress per sink
+// in outbox_deliveries.
 type outbox struct{ s scope }
 
 // maxErrLen bounds the kept delivery error.
 const maxErrLen = 2000
 
 const outboxCols = "id, kind, record_id, patient_id, doctor_id, state, attempts, last_error, " +
-	"next_attempt_at, created_at, delivered_at, done"
+	"next_attempt_at, created_at, delivered_at"
+
+const deliveryCols = "event_id, sink, state, attempts, last_error, next_attempt_at, since, delivered_at"
 
 func scanEvent(sc scanner) (domain.OutboxEvent, error) {
 	var e domain.OutboxEvent
 	var next, created int64
 	var delivered sql.NullInt64
-	var done string
 	err := sc.Scan(&e.ID, &e.Kind, &e.RecordID, &e.PatientID, &e.DoctorID, &e.State, &e.Attempts,
-		&e.LastError, &next, &created, &delivered, &done)
+		&e.LastError, &next, &created, &delivered)
 	e.NextAttemptAt, e.CreatedAt, e.DeliveredAt = fromNanos(next), fromNanos(created), fromNullNanos(delivered)
-	if done != "" {
-		e.Done = strings.Split(done, ",")
-	}
 	return e, err
 }
 
-// Add stores e; inside a transaction the dispatcher is woken only once it commits.
+func scanDelivery(sc scanner) (domain.Delivery, error) {
+	var d domain.Delivery
+	var next, since int64
+	var delivered sql.NullInt64
+	err := sc.Scan(&d.EventID, &d.Sink, &d.State, &d.Attempts, &d.LastError, &next, &since, &delivered)
+	d.NextAttemptAt, d.Since, d.DeliveredAt = fromNanos(next), fromNanos(since), fromNullNanos(delivered)
+	return d, err
+}
+
+// summarise recomputes the summary of the events named from their
+// deliveries; it runs in the transaction that changed them.
+const summarise = `UPDATE outbox SET
+    state = CASE
+        WHEN EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = outbox.id AND d.state = 'dead') THEN 'dead'
+        WHEN EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = outbox.id AND d.state = 'pending') THEN 'pending'
+        ELSE 'delivered' END,
+    attempts = (SELECT coalesce(max(d.attempts), 0) FROM outbox_deliveries d WHERE d.event_id = outbox.id),
+    last_error = coalesce((SELECT d.sink || ': ' || d.last_error FROM outbox_deliveries d
+        WHERE d.event_id = outbox.id AND d.state <> 'delivered' AND d.last_error <> ''
+        ORDER BY d.state = 'dead' DESC, d.sink LIMIT 1), ''),
+    next_attempt_at = coalesce((SELECT min(d.next_attempt_at) FROM outbox_deliveries d
+        WHERE d.event_id = outbox.id AND d.state = 'pending'), next_attempt_at),
+    delivered_at = CASE
+        WHEN EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = outbox.id AND d.state <> 'delivered') THEN NULL
+        ELSE (SELECT max(d.delivered_at) FROM outbox_deliveries d WHERE d.event_id = outbox.id) END
+WHERE id IN `
+
+// Add stores e and its deliveries; inside a transaction the dispatcher is
+// woken only once it commits.
 func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
-	for _, d := range e.Done {
-		if err := checkSink(d); err != nil {
+	if len(e.Deliveries) == 0 {
+		return errors.New("sqlite: add outbox event: no delivery")
+	}
+	err := r.s.atomic(ctx, func(s scope) error {
+		res, err := s.writer().ExecContext(ctx,
+			`INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
+			                     next_attempt_at, created_at, delivered_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Kind, e.RecordID, e.PatientID, e.DoctorID, e.State, e.Attempts, e.LastError,
+			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt))
+		if err != nil {
 			return err
 		}
-	}
-	res, err := r.s.writer().ExecContext(ctx,
-		`INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
-		                     next_attempt_at, created_at, delivered_at, done)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Kind, e.RecordID, e.PatientID, e.DoctorID, e.State, e.Attempts, e.LastError,
-		toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt), strings.Join(e.Done, ","))
+		if e.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for i := range e.Deliveries {
+			d := &e.Deliveries[i]
+			d.EventID = e.ID
+			if _, err := s.writer().ExecContext(ctx,
+				`INSERT INTO outbox_deliveries (`+deliveryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				d.EventID, d.Sink, d.State, d.Attempts, d.LastError, toNanos(d.NextAttemptAt),
+				toNanos(d.Since), toNullNanos(d.DeliveredAt)); err != nil {
+				return err
+			}
+		}
+		s.outboxChanged()
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: add outbox event: %w", err)
 	}
-	if e.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: add outbox event: %w", err)
-	}
-	r.s.outboxChanged()
 	return nil
 }
 
 // Claim selects and leases in one immediate transaction, so two claimers
-// can never both take an event.
-func (r outbox) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]domain.OutboxEvent, error) {
+// can never both take a delivery.
+func (r outbox) Claim(ctx context.Context, sink, owner string, now time.Time, lease time.Duration, limit int) ([]domain.OutboxEvent, error) {
 	if limit <= 0 {
 		return []domain.OutboxEvent{}, nil
 	}
 	out := []domain.OutboxEvent{}
 	err := r.s.atomic(ctx, func(s scope) error {
 		ids, err := queryIDs(ctx, s.tx,
-			`SELECT id FROM outbox
-			 WHERE state = 'pending' AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)
-			 ORDER BY next_attempt_at, id LIMIT ?`,
-			toNanos(now), toNanos(now), limit)
+			`SELECT event_id FROM outbox_deliveries
+			 WHERE sink = ? AND state = 'pending' AND next_attempt_at <= ?
+			   AND (claimed_until IS NULL OR claimed_until <= ?)
+			 ORDER BY next_attempt_at, event_id LIMIT ?`,
+			sink, toNanos(now), toNanos(now), limit)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
 		in := placeholders(len(ids))
-		args := append([]any{owner, toNanos(now.Add(lease))}, ids...)
+		args := append([]any{owner, toNanos(now.Add(lease)), sink}, ids...)
 		if _, err := s.writer().ExecContext(ctx,
-			`UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id IN (`+in+`)`, args...); err != nil {
+			`UPDATE outbox_deliveries SET claimed_by = ?, claimed_until = ?
+			 WHERE sink = ? AND event_id IN (`+in+`)`, args...); err != nil {
 			return err
 		}
 		rows, err := s.reader().QueryContext(ctx,
-			`SELECT `+outboxCols+` FROM outbox WHERE id IN (`+in+`) ORDER BY next_attempt_at, id`, ids...)
+			`SELECT e.id, e.kind, e.record_id, e.patient_id, e.doctor_id, e.state, e.attempts, e.last_error,
+			        e.next_attempt_at, e.created_at, e.delivered_at,
+			        d.event_id, d.sink, d.state, d.attempts, d.last_error, d.next_attempt_at, d.since, d.delivered_at
+			 FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id
+			 WHERE d.sink = ? AND d.event_id IN (`+in+`) ORDER BY d.next_attempt_at, d.event_id`,
+			append([]any{sink}, ids...)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			e, err := scanEvent(rows)
+			e, err := scanClaimed(rows)
 			if err != nil {
 				return err
 			}
@@ -96,9 +144,24 @@ func (r outbox) Claim(ctx context.Context, owner string, now time.Time, lease ti
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim outbox events: %w", err)
+		return nil, fmt.Errorf("sqlite: claim outbox deliveries: %w", err)
 	}
 	return out, nil
+}
+
+// scanClaimed reads an event joined with one of its deliveries.
+func scanClaimed(rows *sql.Rows) (domain.OutboxEvent, error) {
+	var e domain.OutboxEvent
+	var d domain.Delivery
+	var next, created, dnext, since int64
+	var delivered, ddelivered sql.NullInt64
+	err := rows.Scan(&e.ID, &e.Kind, &e.RecordID, &e.PatientID, &e.DoctorID, &e.State, &e.Attempts,
+		&e.LastError, &next, &created, &delivered,
+		&d.EventID, &d.Sink, &d.State, &d.Attempts, &d.LastError, &dnext, &since, &ddelivered)
+	e.NextAttemptAt, e.CreatedAt, e.DeliveredAt = fromNanos(next), fromNanos(created), fromNullNanos(delivered)
+	d.NextAttemptAt, d.Since, d.DeliveredAt = fromNanos(dnext), fromNanos(since), fromNullNanos(ddelivered)
+	e.Deliveries = []domain.Delivery{d}
+	return e, err
 }
 
 // queryIDs reads one column of ids, closing its rows before returning.
@@ -119,75 +182,77 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]any,
 	return ids, rows.Err()
 }
 
-// checkSink refuses a sink name that cannot be kept in the comma list.
-func checkSink(sink string) error {
-	if sink == "" || strings.Contains(sink, ",") {
-		return fmt.Errorf("sqlite: bad sink name %q", sink)
+// Record writes every result and the summaries of their events in one
+// transaction: a batch of in-API deliveries costs one commit.
+func (r outbox) Record(ctx context.Context, owner string, results []domain.DeliveryResult) (int, error) {
+	if len(results) == 0 {
+		return 0, nil
 	}
-	return nil
-}
-
-// MarkSinkDone appends sink to done unless present, in one statement.
-func (r outbox) MarkSinkDone(ctx context.Context, owner string, id int64, sink string) error {
-	if err := checkSink(sink); err != nil {
+	stored := 0
+	err := r.s.atomic(ctx, func(s scope) error {
+		stored = 0
+		var changed []any
+		for _, res := range results {
+			var state string
+			var delivered any
+			next := toNanos(res.Next)
+			switch res.Outcome {
+			case domain.OutcomeDelivered:
+				state, delivered, next = domain.OutboxDelivered, toNanos(res.At), toNanos(res.At)
+			case domain.OutcomeRetry:
+				state = domain.OutboxPending
+			case domain.OutcomeDead:
+				state, next = domain.OutboxDead, toNanos(res.At)
+			default:
+				return fmt.Errorf("unknown outcome %q", res.Outcome)
+			}
+			n, err := rowsChanged(s.writer().ExecContext(ctx,
+				`UPDATE outbox_deliveries SET state = ?, attempts = attempts + 1, last_error = ?,
+				        next_attempt_at = ?, delivered_at = ?, claimed_by = NULL, claimed_until = NULL
+				 WHERE event_id = ? AND sink = ? AND claimed_by = ? AND state = 'pending'`,
+				state, truncate(res.Error, maxErrLen), next, delivered, res.EventID, res.Sink, owner))
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				stored++
+				changed = append(changed, res.EventID)
+			}
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		_, err := s.writer().ExecContext(ctx, summarise+`(`+placeholders(len(changed))+`)`, changed...)
 		return err
-	}
-	res, err := r.s.writer().ExecContext(ctx,
-		`UPDATE outbox SET done = CASE
-		     WHEN done = '' THEN ?1
-		     WHEN instr(',' || done || ',', ',' || ?1 || ',') > 0 THEN done
-		     ELSE done || ',' || ?1 END
-		 WHERE id = ?2 AND claimed_by = ?3`, sink, id, owner)
-	return r.leased(ctx, "mark outbox sink done", id, res, err)
-}
-
-func (r outbox) Delivered(ctx context.Context, owner string, id int64, now time.Time) error {
-	res, err := r.s.writer().ExecContext(ctx,
-		`UPDATE outbox SET state = 'delivered', delivered_at = ?, claimed_by = NULL, claimed_until = NULL
-		 WHERE id = ? AND claimed_by = ? AND state = 'pending'`, toNanos(now), id, owner)
-	return r.leased(ctx, "mark outbox event delivered", id, res, err)
-}
-
-// Failed also releases the lease, so the event is due again at next rather
-// than when the lease runs out.
-func (r outbox) Failed(ctx context.Context, owner string, id int64, errMsg string, next time.Time, dead bool) error {
-	state := domain.OutboxPending
-	if dead {
-		state = domain.OutboxDead
-	}
-	res, err := r.s.writer().ExecContext(ctx,
-		`UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?,
-		        claimed_by = NULL, claimed_until = NULL
-		 WHERE id = ? AND claimed_by = ? AND state = 'pending'`,
-		truncate(errMsg, maxErrLen), toNanos(next), state, id, owner)
-	return r.leased(ctx, "mark outbox event failed", id, res, err)
-}
-
-// Release is a no-op when owner does not hold the lease.
-func (r outbox) Release(ctx context.Context, owner string, id int64) error {
-	if _, err := r.s.writer().ExecContext(ctx,
-		`UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE id = ? AND claimed_by = ?`,
-		id, owner); err != nil {
-		return fmt.Errorf("sqlite: release outbox event %d: %w", id, err)
-	}
-	return nil
-}
-
-// leased maps an update guarded by the lease: no row changed means the
-// lease was lost (EConflict), or the event does not exist (ENotFound).
-func (r outbox) leased(ctx context.Context, what string, id int64, res sql.Result, err error) error {
+	})
 	if err != nil {
-		return fmt.Errorf("sqlite: %s %d: %w", what, id, err)
+		return 0, fmt.Errorf("sqlite: record outbox deliveries: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: %s %d: %w", what, id, err)
-	} else if n == 1 {
+	return stored, nil
+}
+
+func rowsChanged(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Release is a no-op for deliveries owner does not hold.
+func (r outbox) Release(ctx context.Context, owner, sink string, ids []int64) error {
+	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := r.Get(ctx, id); err != nil {
-		return err
+	args := []any{sink, owner}
+	for _, id := range ids {
+		args = append(args, id)
 	}
-	return domain.Errorf(domain.EConflict, "outbox event %d is no longer leased to this dispatcher", id)
+	if _, err := r.s.writer().ExecContext(ctx,
+		`UPDATE outbox_deliveries SET claimed_by = NULL, claimed_until = NULL
+		 WHERE sink = ? AND claimed_by = ? AND event_id IN (`+placeholders(len(ids))+`)`, args...); err != nil {
+		return fmt.Errorf("sqlite: release outbox deliveries: %w", err)
+	}
+	return nil
 }
 
 func (r outbox) Get(ctx context.Context, id int64) (domain.OutboxEvent, error) {
@@ -195,40 +260,81 @@ func (r outbox) Get(ctx context.Context, id int64) (domain.OutboxEvent, error) {
 	if err != nil {
 		return domain.OutboxEvent{}, fmt.Errorf("sqlite: outbox event %d: %w", id, notFoundIf(err))
 	}
-	return e, nil
+	events := []domain.OutboxEvent{e}
+	if err := r.withDeliveries(ctx, r.s.reader(), events); err != nil {
+		return domain.OutboxEvent{}, fmt.Errorf("sqlite: outbox event %d: %w", id, err)
+	}
+	return events[0], nil
 }
 
-func (r outbox) List(ctx context.Context, state string, p domain.Page) ([]domain.OutboxEvent, error) {
+// withDeliveries loads the deliveries of events in one query.
+func (r outbox) withDeliveries(ctx context.Context, q querier, events []domain.OutboxEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	at := make(map[int64]int, len(events))
+	args := make([]any, len(events))
+	for i, e := range events {
+		at[e.ID], args[i] = i, e.ID
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+deliveryCols+` FROM outbox_deliveries
+		WHERE event_id IN (`+placeholders(len(events))+`) ORDER BY event_id, sink DESC`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return err
+		}
+		i := at[d.EventID]
+		events[i].Deliveries = append(events[i].Deliveries, d)
+	}
+	return rows.Err()
+}
+
+func (r outbox) List(ctx context.Context, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, error) {
 	var w where
-	if state != "" {
-		w.add("state = ?", state)
+	switch {
+	case f.Sink != "" && f.State != "":
+		w.add("EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = outbox.id AND d.sink = ? AND d.state = ?)", f.Sink, f.State)
+	case f.Sink != "":
+		w.add("EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.event_id = outbox.id AND d.sink = ?)", f.Sink)
+	case f.State != "":
+		w.add("state = ?", f.State)
 	}
 	w.after(p, "created_at", "id")
-	rows, err := r.s.reader().QueryContext(ctx,
+	q := r.s.reader()
+	rows, err := q.QueryContext(ctx,
 		`SELECT `+outboxCols+` FROM outbox`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list outbox events: %w", err)
 	}
-	defer rows.Close()
 	out := []domain.OutboxEvent{}
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("sqlite: list outbox events: %w", err)
 		}
 		out = append(out, e)
 	}
-	if err := rows.Err(); err != nil {
+	err = rows.Err()
+	rows.Close()
+	if err == nil {
+		err = r.withDeliveries(ctx, q, out)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: list outbox events: %w", err)
 	}
 	return out, nil
 }
 
-// Retry keeps done, so the retried event repeats only the sinks that
-// failed, and keeps last_error for the admin to read.
+// Retry puts back only the dead deliveries, so the retried event repeats
+// only the sinks that failed, and keeps last_error for the admin to read.
 func (r outbox) Retry(ctx context.Context, id int64, now time.Time) (domain.OutboxEvent, error) {
-	var e domain.OutboxEvent
 	err := r.s.atomic(ctx, func(s scope) error {
 		var state string
 		if err := s.reader().QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state); err != nil {
@@ -238,13 +344,12 @@ func (r outbox) Retry(ctx context.Context, id int64, now time.Time) (domain.Outb
 			return domain.Errorf(domain.EConflict, "Only a dead event can be retried; this one is %s.", state)
 		}
 		if _, err := s.writer().ExecContext(ctx,
-			`UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,
+			`UPDATE outbox_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, since = ?,
 			        claimed_by = NULL, claimed_until = NULL
-			 WHERE id = ?`, toNanos(now), id); err != nil {
+			 WHERE event_id = ? AND state = 'dead'`, toNanos(now), toNanos(now), id); err != nil {
 			return err
 		}
-		var err error
-		if e, err = scanEvent(s.reader().QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id)); err != nil {
+		if _, err := s.writer().ExecContext(ctx, summarise+`(?)`, id); err != nil {
 			return err
 		}
 		s.outboxChanged()
@@ -256,7 +361,7 @@ func (r outbox) Retry(ctx context.Context, id int64, now time.Time) (domain.Outb
 	} else if err != nil {
 		return domain.OutboxEvent{}, fmt.Errorf("sqlite: retry outbox event %d: %w", id, err)
 	}
-	return e, nil
+	return r.Get(ctx, id)
 }
 
 // truncate cuts s to at most n bytes on a character boundary.

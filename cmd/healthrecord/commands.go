@@ -85,7 +85,7 @@ func withApp(ctx context.Context, cmd command, args []string, getenv func(string
 		return err
 	}
 	defer db.Close()
-	return fn(newApp(db, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
+	return fn(newApp(db, nil, nil, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -350,17 +350,18 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	const use = "usage: healthrecord outbox list [--state S] [--json] | retry ID"
-	var state string
+	const use = "usage: healthrecord outbox list [--state S] [--sink notification|email] [--json] | retry ID"
+	var f ports.OutboxFilter
 	var asJSON bool
 	cmd := command{name: "outbox", use: use, minArgs: 1, maxArgs: 2, flags: func(fs *flagSet) {
-		fs.StringVar(&state, "state", "", "list: only events in this state (pending, delivered or dead)")
+		fs.StringVar(&f.State, "state", "", "list: only events in this state: pending, delivered or dead (with --sink: that sink's state)")
+		fs.StringVar(&f.Sink, "sink", "", "list: only events with a delivery through this sink: notification or email")
 		fs.BoolVar(&asJSON, "json", false, "list: print JSON instead of a table")
 	}, check: func(rest []string) error {
 		switch {
 		case rest[0] == "list" && len(rest) == 1:
 			return nil
-		case rest[0] == "retry" && len(rest) == 2 && state == "" && !asJSON:
+		case rest[0] == "retry" && len(rest) == 2 && f.State == "" && f.Sink == "" && !asJSON:
 			if id, err := strconv.ParseInt(rest[1], 10, 64); err != nil || id < 1 {
 				return usageError{fmt.Sprintf("%q is not an event id\n%s", rest[1], use)}
 			}
@@ -374,7 +375,7 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			var all []domain.OutboxEvent
 			p := domain.Page{Limit: domain.MaxPageSize}
 			for {
-				events, next, err := a.OutboxList(ctx, state, p)
+				events, next, err := a.OutboxList(ctx, f, p)
 				if err != nil {
 					return describe(err)
 				}
@@ -392,13 +393,17 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 				return printJSON(stdout, out)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tKIND\tRECORD\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
+			fmt.Fprintln(tw, "ID\tKIND\tRECORD\tSTATE\tSINKS\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
 			for _, e := range all {
 				next := "-"
 				if e.State == domain.OutboxPending {
 					next = e.NextAttemptAt.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Kind, e.RecordID, e.State, e.Attempts,
+				sinks := make([]string, 0, len(e.Deliveries))
+				for _, d := range e.Deliveries {
+					sinks = append(sinks, d.Sink+":"+d.State)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.Kind, e.RecordID, e.State, oneLine(strings.Join(sinks, " "), 60), e.Attempts,
 					e.CreatedAt.UTC().Format(time.RFC3339), next, oneLine(e.LastError, 60))
 			}
 			return tw.Flush()

@@ -41,12 +41,13 @@ type config struct {
 	OutboxLease          time.Duration
 	OutboxAttemptTimeout time.Duration
 	OutboxBackoff        time.Duration
-	OutboxMaxAttempts    int64
 	// Proxies, public URL, request rates and the storage quota.
 	TrustedProxies                   []netip.Prefix
 	PublicURL                        *url.URL
 	RateRegister, RateUser, RateAnon httpapi.Rate
 	QuotaBytes                       int64
+	OutboxMaxAge                     time.Duration
+	SMTPConnections                  int64
 }
 
 // flagSet is a command's flags, whose defaults come from the environment
@@ -311,8 +312,9 @@ func (f *flagSet) serveFlags(c *config) {
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "HEALTHRECORD_SHUTDOWN_TIMEOUT", 15*time.Second, "graceful shutdown limit")
 	f.dur(&c.OutboxLease, "outbox-lease", "HEALTHRECORD_OUTBOX_LEASE", outbox.DefaultLease, "how long a claimed event is reserved; after a crash its delivery resumes when the lease ends")
 	f.dur(&c.OutboxAttemptTimeout, "outbox-attempt-timeout", "HEALTHRECORD_OUTBOX_ATTEMPT_TIMEOUT", outbox.DefaultAttemptTimeout, "limit of one delivery attempt")
-	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", outbox.DefaultBaseBackoff, "first retry delay, doubled each attempt")
-	f.int64(&c.OutboxMaxAttempts, "outbox-max-attempts", "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS", outbox.DefaultMaxAttempts, "failed attempts before an event is dead")
+	f.dur(&c.OutboxBackoff, "outbox-backoff", "HEALTHRECORD_OUTBOX_BACKOFF", 2*time.Second, "first retry delay, doubled each attempt up to 15m")
+	f.dur(&c.OutboxMaxAge, "outbox-max-age", "HEALTHRECORD_OUTBOX_MAX_AGE", 72*time.Hour, "how long an email is retried after transient failures before it is dead")
+	f.int64(&c.SMTPConnections, "smtp-connections", "HEALTHRECORD_SMTP_CONNECTIONS", 4, "most connections open to the SMTP relay at once")
 	f.str(&c.MetricsAddr, "metrics-addr", "HEALTHRECORD_METRICS_ADDR", "", "Prometheus /metrics listen address, apart from the API (unset: no metrics)")
 	c.SMTPPassword = f.getenv("HEALTHRECORD_SMTP_PASSWORD")
 	f.value("trusted-proxies", "HEALTHRECORD_TRUSTED_PROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-* headers are believed",
@@ -378,6 +380,20 @@ func parsePublicURL(s string) (*url.URL, error) {
 		return nil, errors.New("want an absolute http:// or https:// URL with a host, e.g. https://records.clinic.example")
 	}
 	return u, nil
+}
+
+// validateNotifications checks serve's notification settings: a zero or
+// negative count or duration cannot be honoured, so it is refused, never
+// replaced by the default.
+func (c *config) validateNotifications() error {
+	var errs []error
+	if c.SMTPConnections < 1 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_SMTP_CONNECTIONS (--smtp-connections) must be at least 1, not %d", c.SMTPConnections))
+	}
+	if c.OutboxMaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("HEALTHRECORD_OUTBOX_MAX_AGE (--outbox-max-age) must be a positive duration, not %v", c.OutboxMaxAge))
+	}
+	return errors.Join(errs...)
 }
 
 // validate checks the settings once, before anything starts.

@@ -41,7 +41,7 @@ commands:
   createsuperuser [--username U] [--email E] [--noinput]
   users approve NAME | deactivate NAME | activate NAME | list [--json]
   backup FILE                            a consistent copy of the live database
-  outbox list [--state S] [--json] | retry ID
+  outbox list [--state S] [--sink K] [--json] | retry ID
   audit verify [--head ID:HASH] | head   check the audit trail's keyed chain; print its head
   keys rotate                            a new signing key for new tokens
   version                                version, commit and Go version (also --version)

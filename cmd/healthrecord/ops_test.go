@@ -54,7 +54,7 @@ func TestMetrics_ScrapeTheRealListener(t *testing.T) {
 	var body string
 	require.Eventually(t, func() bool {
 		body = scrape(t, metricsURL)
-		return strings.Contains(body, `healthrecord_outbox_attempts_total{outcome="ok",sink="notification"} 1`)
+		return strings.Contains(body, `healthrecord_outbox_attempts_total{outcome="delivered",sink="notification"} 1`)
 	}, 10*time.Second, 100*time.Millisecond, "the assignment's delivery is counted")
 
 	for _, want := range []string{
@@ -68,7 +68,7 @@ func TestMetrics_ScrapeTheRealListener(t *testing.T) {
 		`healthrecord_outbox_events{state="dead"} 0`,
 		`healthrecord_outbox_events{state="pending"} 0`,
 		`healthrecord_outbox_oldest_pending_seconds 0`,
-		`healthrecord_outbox_delivery_seconds_count 1`,
+		`healthrecord_outbox_delivery_seconds_count{sink="notification"} 1`,
 		"go_goroutines ", "process_resident_memory_bytes ",
 	} {
 		assert.Contains(t, body, want)
@@ -185,7 +185,8 @@ func TestConfig_RefusesUnhonourableValues(t *testing.T) {
 		{env: map[string]string{"HEALTHRECORD_SHUTDOWN_TIMEOUT": "soon"}, want: "HEALTHRECORD_SHUTDOWN_TIMEOUT"},
 		{env: map[string]string{"HEALTHRECORD_AUTO_APPROVE_DOCTORS": "yes"}, want: "HEALTHRECORD_AUTO_APPROVE_DOCTORS"},
 		{env: map[string]string{"HEALTHRECORD_MAX_BODY": "-1"}, want: "HEALTHRECORD_MAX_BODY"},
-		{env: map[string]string{"HEALTHRECORD_OUTBOX_MAX_ATTEMPTS": "0"}, want: "HEALTHRECORD_OUTBOX_MAX_ATTEMPTS"},
+		{env: map[string]string{"HEALTHRECORD_OUTBOX_MAX_AGE": "0"}, want: "HEALTHRECORD_OUTBOX_MAX_AGE"},
+		{env: map[string]string{"HEALTHRECORD_SMTP_CONNECTIONS": "-2"}, want: "HEALTHRECORD_SMTP_CONNECTIONS"},
 		{env: map[string]string{"HEALTHRECORD_OUTBOX_BACKOFF": "0s"}, want: "HEALTHRECORD_OUTBOX_BACKOFF"},
 		{env: map[string]string{"HEALTHRECORD_METRICS_ADDR": "nowhere"}, want: "HEALTHRECORD_METRICS_ADDR"},
 		{args: []string{"--access-ttl", "0"}, want: "-access-ttl"},

@@ -19,13 +19,12 @@ import (
 )
 
 // outboxEnv is a server whose email goes to smtpAddr, retrying fast.
-func outboxEnv(t *testing.T, smtpAddr string, maxAttempts int) map[string]string {
+func outboxEnv(t *testing.T, smtpAddr string) map[string]string {
 	return map[string]string{
 		"HEALTHRECORD_DB":                     filepath.Join(t.TempDir(), "hr.db"),
 		"HEALTHRECORD_SMTP_ADDR":              smtpAddr,
 		"HEALTHRECORD_SMTP_STARTTLS":          "never",
 		"HEALTHRECORD_OUTBOX_BACKOFF":         "50ms",
-		"HEALTHRECORD_OUTBOX_MAX_ATTEMPTS":    fmt.Sprint(maxAttempts),
 		"HEALTHRECORD_OUTBOX_ATTEMPT_TIMEOUT": "2s",
 		"HEALTHRECORD_OUTBOX_LEASE":           "5s",
 		"HEALTHRECORD_AUTO_APPROVE_DOCTORS":   "true",
@@ -33,10 +32,30 @@ func outboxEnv(t *testing.T, smtpAddr string, maxAttempts int) map[string]string
 }
 
 type outboxRow struct {
-	ID        int64
+	ID         int64
+	State      string
+	Attempts   int
+	LastError  string        `json:"last_error"`
+	Deliveries []deliveryRow `json:"deliveries"`
+}
+
+type deliveryRow struct {
+	Sink      string
 	State     string
 	Attempts  int
 	LastError string `json:"last_error"`
+}
+
+// delivery returns the row's delivery through sink.
+func (r outboxRow) delivery(t *testing.T, sink string) deliveryRow {
+	t.Helper()
+	for _, d := range r.Deliveries {
+		if d.Sink == sink {
+			return d
+		}
+	}
+	t.Fatalf("event %d has no %s delivery: %+v", r.ID, sink, r.Deliveries)
+	return deliveryRow{}
 }
 
 func (s *server) outbox(admin, query string) []outboxRow {
@@ -60,7 +79,7 @@ func (s *server) createAssigned(token string, doctorID int64, n int) {
 
 func TestNotifications_SMTPOutageThenRecovery(t *testing.T) {
 	smtpAddr := freePort(t) // nothing listens yet: connections are refused
-	s := startServe(t, outboxEnv(t, smtpAddr, 1000))
+	s := startServe(t, outboxEnv(t, smtpAddr))
 	admin := mustAdmin(t, s)
 	_, patient := s.mustUser("pat", "PATIENT")
 	doctorID, doctor := s.mustUser("doc", "DOCTOR")
@@ -80,16 +99,22 @@ func TestNotifications_SMTPOutageThenRecovery(t *testing.T) {
 			return false
 		}
 		for _, r := range rows {
-			if r.Attempts < 1 || r.LastError == "" {
+			if r.Attempts < 1 || r.LastError == "" || r.delivery(t, "notification").State != "delivered" {
 				return false
 			}
 		}
 		return true
-	}, 10*time.Second, 20*time.Millisecond, "every email failed at least once while SMTP was down")
+	}, 10*time.Second, 20*time.Millisecond, "every email failed at least once while SMTP was down, every notification delivered")
 
 	mb := startMailbox(t, smtpAddr)
 	require.Eventually(t, func() bool { return len(mb.byMessageID()) == n }, 20*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool { return len(s.outbox(admin, "?state=delivered")) == n }, 10*time.Second, 20*time.Millisecond)
+	var delivered []outboxRow
+	require.Eventually(t, func() bool { delivered = s.outbox(admin, "?state=delivered"); return len(delivered) == n }, 10*time.Second, 20*time.Millisecond)
+	for _, r := range delivered {
+		assert.Empty(t, r.LastError, "a delivered event has its last error cleared")
+		assert.Empty(t, r.delivery(t, "email").LastError)
+		assert.GreaterOrEqual(t, r.delivery(t, "email").Attempts, 2)
+	}
 
 	msgs, raw := mb.all()
 	dups := len(msgs) - len(mb.byMessageID())
@@ -114,7 +139,7 @@ func TestNotifications_SMTPOutageThenRecovery(t *testing.T) {
 func TestNotifications_PoisonEventGoesDeadAndCanBeRetried(t *testing.T) {
 	mbAddr := freePort(t)
 	mb := startMailbox(t, mbAddr, "doc@example.com")
-	s := startServe(t, outboxEnv(t, mbAddr, 3))
+	s := startServe(t, outboxEnv(t, mbAddr))
 	admin := mustAdmin(t, s)
 	_, patient := s.mustUser("pat", "PATIENT")
 	doctorID, doctor := s.mustUser("doc", "DOCTOR")
@@ -125,8 +150,16 @@ func TestNotifications_PoisonEventGoesDeadAndCanBeRetried(t *testing.T) {
 		dead = s.outbox(admin, "?state=dead")
 		return len(dead) == 1
 	}, 20*time.Second, 20*time.Millisecond)
-	assert.Equal(t, 3, dead[0].Attempts)
+	// A permanent refusal is not retried: dead after one attempt, with the
+	// relay's answer.
+	assert.Equal(t, 1, dead[0].Attempts)
 	assert.Contains(t, dead[0].LastError, "550")
+	email := dead[0].delivery(t, "email")
+	assert.Equal(t, []any{"dead", 1}, []any{email.State, email.Attempts})
+	assert.Contains(t, email.LastError, "550")
+	assert.Equal(t, "delivered", dead[0].delivery(t, "notification").State)
+	bySink := s.outbox(admin, "?sink=email&state=dead")
+	assert.Equal(t, dead, bySink)
 	// The CLI shows the event as the admin API does.
 	out, err := s.cli("outbox", "list", "--state", "dead", "--json")
 	require.NoError(t, err, out)
@@ -202,7 +235,7 @@ func TestCrash_SIGKILLBeforeDeliveryThenRestart(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	smtpAddr := freePort(t)
-	env := outboxEnv(t, smtpAddr, 1000)
+	env := outboxEnv(t, smtpAddr)
 	env["HEALTHRECORD_OUTBOX_LEASE"] = "3s" // a crashed dispatcher's claims free up after this
 
 	cmd, s := startProcess(t, bin, env)

@@ -115,13 +115,23 @@ func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 const hashCPUShare = 0.5
 
-// newApp wires the application for c. tokens may be nil for commands that
-// issue none.
-func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger) *app.App {
+// newApp wires the application for c. tokens and mailer may be nil for
+// commands that issue no token and send no email.
+// deliveryObserver is obs, or no observer at all when metrics are off (a
+// nil *Metrics inside the interface would not be nil).
+func deliveryObserver(obs *metrics.Metrics) ports.DeliveryObserver {
+	if obs == nil {
+		return nil
+	}
+	return obs
+}
+
+func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, obs ports.DeliveryObserver, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
-		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
-	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
+		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Mailer: mailer, Observer: obs,
+	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors,
+		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge})
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -131,7 +141,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := fs.parseNoArgs(args); err != nil {
 		return err
 	}
-	if err := c.validate(); err != nil {
+	if err := errors.Join(c.validate(), c.validateNotifications()); err != nil {
 		return err
 	}
 	log := newLogger(stderr, c.LogLevel)
@@ -169,36 +179,34 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return inFile("key file", c.KeyFile, err)
 	}
-	a := newApp(db, tokens, c, log)
-	if err := a.Start(ctx); err != nil {
-		return err
-	}
-
 	var obs *metrics.Metrics
 	if metricsLn != nil {
 		obs = metrics.New(db, log)
 	}
-	sinks := []ports.Sink{a.NotificationSink()}
+	var mailer ports.Mailer
 	if c.SMTPAddr != "" {
 		host := strings.SplitN(c.SMTPAddr, ":", 2)[0]
 		m, err := smtp.New(smtp.Config{
 			Addr: c.SMTPAddr, From: c.SMTPFrom, Username: c.SMTPUsername, Password: c.SMTPPassword,
-			StartTLS: strings.ToLower(c.SMTPStartTLS), HeloHost: "localhost",
+			StartTLS: strings.ToLower(c.SMTPStartTLS), HeloHost: "localhost", Connections: int(c.SMTPConnections),
 		})
 		if err != nil {
 			return err
 		}
-		log.Info("email delivery on", "smtp_host", host)
-		sinks = append(sinks, a.EmailSink(m))
+		defer m.Close()
+		log.Info("email delivery on", "smtp_host", host, "smtp_connections", c.SMTPConnections)
+		mailer = m
 	}
-	ocfg := outbox.Config{
+	a := newApp(db, tokens, mailer, deliveryObserver(obs), c, log)
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	// One email attempt in flight per SMTP connection: none waits for a
+	// connection, so the attempt timeout is spent on the relay alone.
+	dispatcher, err := outbox.New(a, outbox.Config{
 		Lease: c.OutboxLease, AttemptTimeout: c.OutboxAttemptTimeout,
-		BaseBackoff: c.OutboxBackoff, MaxAttempts: int(c.OutboxMaxAttempts),
-	}
-	if obs != nil {
-		ocfg.Observer = obs
-	}
-	dispatcher, err := outbox.New(db.Outbox(), sinks, ocfg, log)
+		Email: mailer != nil, EmailConcurrency: int(c.SMTPConnections),
+	}, log)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,79 @@ type mailbox struct {
 	mu   sync.Mutex
 	msgs []*mail.Message
 	raw  []string
+	// TCP connections: opened in all, open now, most open at once.
+	opened, open, maxOpen int
+}
+
+// conns reports the connections opened in all and the most open at once.
+func (mb *mailbox) conns() (opened, maxOpen int) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.opened, mb.maxOpen
+}
+
+// countingListener counts the mailbox's connections.
+type countingListener struct {
+	net.Listener
+	mb *mailbox
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mb.mu.Lock()
+	l.mb.opened++
+	l.mb.open++
+	l.mb.maxOpen = max(l.mb.maxOpen, l.mb.open)
+	l.mb.mu.Unlock()
+	return &countedConn{Conn: c, mb: l.mb}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	mb   *mailbox
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.mb.mu.Lock()
+		c.mb.open--
+		c.mb.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// startSilentRelay accepts connections on a free loopback address and
+// never says a word: a hung relay, or a firewall that swallows packets.
+func startSilentRelay(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
 }
 
 // freePort reserves a loopback address nobody listens on (yet).
@@ -38,10 +111,22 @@ func freePort(t *testing.T) string {
 // startMailbox serves SMTP on addr until the test ends.
 func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	t.Helper()
+	mb := newMailbox(addr, reject...)
+	t.Cleanup(mb.serve(t))
+	return mb
+}
+
+func newMailbox(addr string, reject ...string) *mailbox {
 	mb := &mailbox{Addr: addr, reject: map[string]bool{}}
 	for _, r := range reject {
 		mb.reject[r] = true
 	}
+	return mb
+}
+
+// serve listens on mb.Addr (waiting for it to be free) until stop is called.
+func (mb *mailbox) serve(t *testing.T) (stop func()) {
+	t.Helper()
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
 		return &mailSession{mb: mb}, nil
 	}))
@@ -49,13 +134,12 @@ func startMailbox(t *testing.T, addr string, reject ...string) *mailbox {
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	var l net.Listener
 	var err error
-	require.Eventually(t, func() bool { l, err = net.Listen("tcp", addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { l, err = net.Listen("tcp", mb.Addr); return err == nil }, 5*time.Second, 50*time.Millisecond)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
+	go func() { defer close(done); _ = srv.Serve(countingListener{Listener: l, mb: mb}) }()
 	// Closing the listener too: go-smtp's Close misses a listener that Serve
 	// has not registered yet, and Serve would then wait on Accept forever.
-	t.Cleanup(func() { _ = srv.Close(); _ = l.Close(); <-done })
-	return mb
+	return func() { _ = srv.Close(); _ = l.Close(); <-done }
 }
 
 // byMessageID counts accepted messages per Message-ID.

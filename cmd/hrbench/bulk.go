@@ -81,8 +81,10 @@ func bulkSeed(ctx context.Context, path string, sz sizes, total int) (Seeding, e
 			for name, q := range map[string]string{
 				"record":  `INSERT INTO records (id, patient_id, doctor_id, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				"comment": `INSERT INTO comments (record_id, doctor_id, comment, created_at) VALUES (?, ?, ?, ?)`,
-				"outbox": `INSERT INTO outbox (id, kind, record_id, patient_id, doctor_id, state, attempts, next_attempt_at, created_at, delivered_at, done)
-					VALUES (?, 'doctor_assigned', ?, ?, ?, 'delivered', 1, ?, ?, ?, 'notification')`,
+				"outbox": `INSERT INTO outbox (id, kind, record_id, patient_id, doctor_id, state, attempts, next_attempt_at, created_at, delivered_at)
+					VALUES (?, 'doctor_assigned', ?, ?, ?, 'delivered', 1, ?, ?, ?)`,
+				"delivery": `INSERT INTO outbox_deliveries (event_id, sink, state, attempts, next_attempt_at, since, delivered_at)
+					VALUES (?, 'notification', 'delivered', 1, ?, ?, ?)`,
 				"notification": `INSERT INTO notifications (user_id, kind, record_id, patient_id, event_id, created_at) VALUES (?, 'doctor_assigned', ?, ?, ?, ?)`,
 			} {
 				st, err := tx.PrepareContext(ctx, q)
@@ -102,6 +104,9 @@ func bulkSeed(ctx context.Context, path string, sz sizes, total int) (Seeding, e
 					return err
 				}
 				if _, err := stmts["outbox"].ExecContext(ctx, id, id, patient, doctor, created, created, created+int64(50*time.Millisecond)); err != nil {
+					return err
+				}
+				if _, err := stmts["delivery"].ExecContext(ctx, id, created, created, created+int64(50*time.Millisecond)); err != nil {
 					return err
 				}
 				if _, err := stmts["notification"].ExecContext(ctx, doctor, id, patient, id, created+int64(50*time.Millisecond)); err != nil {

@@ -84,10 +84,10 @@ func mustComment(t *testing.T, r ports.Repos, record, doctor int64, when time.Ti
 	return c
 }
 
-// mustEvent adds an assignment event for rec, due at due.
+// mustEvent adds an assignment event for rec, due at due, for both sinks.
 func mustEvent(t *testing.T, r ports.Repos, rec domain.Record, due time.Time) domain.OutboxEvent {
 	t.Helper()
-	e := domain.NewAssignmentEvent(rec, due)
+	e := domain.NewAssignmentEvent(rec, due, domain.SinkNotification, domain.SinkEmail)
 	require.NoError(t, r.Outbox().Add(ctx(t), &e))
 	require.NotZero(t, e.ID)
 	return e

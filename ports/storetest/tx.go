@@ -98,7 +98,7 @@ func testTx(t *testing.T, open Opener) {
 		recs, err := s.Records().List(ctx(t), ports.RecordFilter{PatientID: p.ID}, domain.Page{Limit: 2 * n})
 		require.NoError(t, err)
 		assert.Len(t, recs, n)
-		evs, err := s.Outbox().List(ctx(t), "", domain.Page{Limit: 2 * n})
+		evs, err := s.Outbox().List(ctx(t), ports.OutboxFilter{}, domain.Page{Limit: 2 * n})
 		require.NoError(t, err)
 		assert.Len(t, evs, n)
 	})
@@ -110,7 +110,7 @@ func requireNothingStored(t *testing.T, s ports.Store, patient int64) {
 	recs, err := s.Records().List(ctx(t), ports.RecordFilter{PatientID: patient}, domain.Page{Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, recs)
-	evs, err := s.Outbox().List(ctx(t), "", domain.Page{Limit: 10})
+	evs, err := s.Outbox().List(ctx(t), ports.OutboxFilter{}, domain.Page{Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, evs)
 }

@@ -27,6 +27,12 @@ type Config struct {
 	// AuditFlushInterval bounds how long a read's audit entry may wait in
 	// memory before it is written.
 	AuditFlushInterval time.Duration
+	// QuotaBytes bounds the stored bytes of a patient's records and
+	// comments; 0 is no limit.
+	QuotaBytes int64
+	// HashConcurrency is how many password hashes run at once, shared
+	// round-robin between client addresses; match the hasher's own bound.
+	HashConcurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -50,6 +56,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AuditFlushInterval == 0 {
 		c.AuditFlushInterval = 50 * time.Millisecond
+	}
+	if c.HashConcurrency == 0 {
+		c.HashConcurrency = 2
 	}
 }
 
@@ -82,6 +91,7 @@ type App struct {
 	cfg         Config
 
 	throttle *throttle
+	hashing  *fairHash
 	revoked  *revocations
 	audit    *auditBatcher
 	// dummyHash is verified for unknown usernames, so a sign-in takes as
@@ -103,6 +113,7 @@ func New(d Deps, cfg Config) *App {
 		store: d.Store, tokens: d.Tokens, hasher: d.Hasher, clock: d.Clock, random: d.Random, log: d.Log, cfg: cfg,
 		usernameKey: d.UsernameKey,
 		throttle:    newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		hashing:     newFairHash(cfg.HashConcurrency),
 		revoked:     newRevocations(),
 	}
 	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)

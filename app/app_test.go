@@ -72,11 +72,12 @@ func TestNew_Defaults(t *testing.T) {
 	assert.Equal(t, Config{
 		AccessTTL: 5 * time.Minute, RefreshTTL: 24 * time.Hour, MailHost: "healthrecord.localhost",
 		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 50 * time.Millisecond,
+		HashConcurrency: 2,
 	}, a.cfg)
 	assert.NotNil(t, a.log)
 
 	set := Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, MailHost: "h", ThrottleUser: 1, ThrottleAddr: 2,
-		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true}
+		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true, HashConcurrency: 3, QuotaBytes: 9}
 	assert.Equal(t, set, New(Deps{Store: &fakeStore{newMemDB()}}, set).cfg)
 }
 

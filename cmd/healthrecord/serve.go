@@ -71,7 +71,8 @@ func newApp(db *sqlite.DB, tokens ports.TokenIssuer, c config, log *slog.Logger)
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
 		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
-	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors})
+	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors,
+		HashConcurrency: hashConcurrency(), QuotaBytes: c.QuotaBytes})
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {

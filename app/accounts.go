@@ -16,13 +16,14 @@ type TokenPair struct {
 	Refresh string
 }
 
-// Register creates a patient or doctor account. Doctors start unapproved
-// unless the operator turned auto-approval on. EInvalid.
-func (a *App) Register(ctx context.Context, r domain.Registration) (domain.User, error) {
+// Register creates a patient or doctor account for a client at
+// remoteAddr. Doctors start unapproved unless the operator turned
+// auto-approval on. EInvalid, EThrottled (hashing queues full).
+func (a *App) Register(ctx context.Context, r domain.Registration, remoteAddr string) (domain.User, error) {
 	if err := r.Validate(); err != nil {
 		return domain.User{}, err
 	}
-	hash, err := a.hasher.Hash(ctx, r.Password)
+	hash, err := a.hash(ctx, remoteAddr, r.Password)
 	if err != nil {
 		return domain.User{}, err
 	}
@@ -34,7 +35,7 @@ func (a *App) Register(ctx context.Context, r domain.Registration) (domain.User,
 		if err := tx.Users().Create(ctx, &u); err != nil {
 			return err
 		}
-		return tx.Audit().Append(ctx, a.event(domain.Actor{ID: u.ID, Role: u.Role}, domain.ActionUserRegister, domain.OutcomeAllowed))
+		return tx.Audit().Append(ctx, a.event(domain.Actor{ID: u.ID, Role: u.Role, RemoteAddr: remoteAddr}, domain.ActionUserRegister, domain.OutcomeAllowed))
 	})
 	if err != nil {
 		return domain.User{}, err
@@ -68,7 +69,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 		}
 		hash = a.dummyHash
 	}
-	ok, verr := a.verifyPassword(ctx, hash, password)
+	ok, verr := a.verifyPassword(ctx, remoteAddr, hash, password)
 	if verr != nil {
 		a.throttle.release(res) // no guess was checked
 		return TokenPair{}, verr
@@ -103,15 +104,6 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 
 func badCredentials() error {
 	return &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
-}
-
-// verifyPassword checks password against hash; a password longer than
-// any that can be set is simply wrong, with no hashing spent on it.
-func (a *App) verifyPassword(ctx context.Context, hash, password string) (bool, error) {
-	if len(password) > domain.MaxPasswordLength {
-		return false, nil
-	}
-	return a.hasher.Verify(ctx, hash, password)
 }
 
 func throttled(wait time.Duration) error {
@@ -270,7 +262,7 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 	if wait > 0 {
 		return throttled(wait)
 	}
-	ok, err := a.verifyPassword(ctx, u.PasswordHash, oldPassword)
+	ok, err := a.verifyPassword(ctx, actor.RemoteAddr, u.PasswordHash, oldPassword)
 	if err != nil {
 		a.throttle.release(res)
 		return err
@@ -286,7 +278,7 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 	if err := fe.Err(); err != nil {
 		return err
 	}
-	hash, err := a.hasher.Hash(ctx, newPassword)
+	hash, err := a.hash(ctx, actor.RemoteAddr, newPassword)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func TestRegister(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, Config{AutoApproveDoctors: tt.autoApprove})
-			u, err := e.app.Register(ctx, reg("carol", tt.role))
+			u, err := e.app.Register(ctx, reg("carol", tt.role), "192.0.2.1")
 			require.NoError(t, err)
 			assert.NotZero(t, u.ID)
 			assert.Equal(t, tt.role, u.Role)
@@ -48,7 +48,7 @@ func TestRegister(t *testing.T) {
 	t.Run("invalid_is_not_hashed", func(t *testing.T) {
 		e := newEnv(t, Config{})
 		before := len(e.hasher.hashed)
-		_, err := e.app.Register(ctx, domain.Registration{Username: "carol", Email: "carol@example.com", Password: "carol123", Role: domain.RoleAdmin})
+		_, err := e.app.Register(ctx, domain.Registration{Username: "carol", Email: "carol@example.com", Password: "carol123", Role: domain.RoleAdmin}, "192.0.2.1")
 		requireFields(t, err, map[string][]string{
 			"role":     {`"ADMIN" is not a valid choice.`},
 			"password": {"The password is too similar to the username."},
@@ -59,13 +59,13 @@ func TestRegister(t *testing.T) {
 	t.Run("username_taken", func(t *testing.T) {
 		e := newEnv(t, Config{})
 		e.mustUser(t, "carol", domain.RolePatient)
-		_, err := e.app.Register(ctx, reg("carol", domain.RoleDoctor))
+		_, err := e.app.Register(ctx, reg("carol", domain.RoleDoctor), "192.0.2.1")
 		requireFields(t, err, map[string][]string{"username": {"A user with that username already exists."}})
 	})
 	t.Run("hasher_fails", func(t *testing.T) {
 		e := newEnv(t, Config{})
 		e.hasher.HashErr = errBoom
-		_, err := e.app.Register(ctx, reg("carol", domain.RolePatient))
+		_, err := e.app.Register(ctx, reg("carol", domain.RolePatient), "192.0.2.1")
 		assert.ErrorIs(t, err, errBoom)
 	})
 }

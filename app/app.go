@@ -36,6 +36,12 @@ type Config struct {
 	OutboxBackoff    time.Duration
 	OutboxMaxBackoff time.Duration
 	OutboxMaxAge     time.Duration
+	// QuotaBytes bounds the stored bytes of a patient's records and
+	// comments; 0 is no limit.
+	QuotaBytes int64
+	// HashConcurrency is how many password hashes run at once, shared
+	// round-robin between client addresses; match the hasher's own bound.
+	HashConcurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OutboxMaxAge == 0 {
 		c.OutboxMaxAge = 72 * time.Hour
+	}
+	if c.HashConcurrency == 0 {
+		c.HashConcurrency = 2
 	}
 }
 
@@ -111,6 +120,7 @@ type App struct {
 	retry    domain.RetryPolicy
 
 	throttle *throttle
+	hashing  *fairHash
 	revoked  *revocations
 	audit    *auditBatcher
 	notified broadcast // this process stored a notification
@@ -135,6 +145,7 @@ func New(d Deps, cfg Config) *App {
 		mailer:      d.Mailer, observer: d.Observer,
 		retry:    domain.RetryPolicy{BaseBackoff: cfg.OutboxBackoff, MaxBackoff: cfg.OutboxMaxBackoff, MaxAge: cfg.OutboxMaxAge},
 		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		hashing:  newFairHash(cfg.HashConcurrency),
 		revoked:  newRevocations(),
 	}
 	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)

@@ -74,12 +74,13 @@ func TestNew_Defaults(t *testing.T) {
 		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 50 * time.Millisecond,
 		AuditHeadInterval: time.Hour,
 		OutboxBackoff:     2 * time.Second, OutboxMaxBackoff: 15 * time.Minute, OutboxMaxAge: 72 * time.Hour,
+		HashConcurrency: 2,
 	}, a.cfg)
 	assert.NotNil(t, a.log)
 
 	set := Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, MailHost: "h", ThrottleUser: 1, ThrottleAddr: 2,
 		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true, AuditHeadInterval: time.Minute,
-		OutboxBackoff: time.Second, OutboxMaxBackoff: time.Minute, OutboxMaxAge: time.Hour}
+		OutboxBackoff: time.Second, OutboxMaxBackoff: time.Minute, OutboxMaxAge: time.Hour, HashConcurrency: 3, QuotaBytes: 9}
 	assert.Equal(t, set, New(Deps{Store: &fakeStore{newMemDB()}}, set).cfg)
 }
 

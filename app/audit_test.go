@@ -89,7 +89,7 @@ func TestSecurityEvents(t *testing.T) {
 		}, []want{{func(c cast) int64 { return c.owner.ID }, domain.ActionPasswordChange, domain.OutcomeAllowed}}},
 		{"register", func(t *testing.T, e *testEnv, c cast) {
 			u, err := e.app.Register(ctx, domain.Registration{Username: "newbie", Email: "newbie@example.com",
-				Password: "a-New-passphrase-77", Role: domain.RolePatient})
+				Password: "a-New-passphrase-77", Role: domain.RolePatient}, "192.0.2.7")
 			require.NoError(t, err)
 			created = u.ID
 		}, []want{{isCreated, domain.ActionUserRegister, domain.OutcomeAllowed}}},

@@ -83,6 +83,9 @@ func (a *App) CreateComment(ctx context.Context, actor domain.Actor, recordID in
 		if err != nil {
 			return err
 		}
+		if err := a.checkQuota(ctx, tx, r.PatientID, int64(len(c.Text))); err != nil {
+			return err
+		}
 		if err := tx.Comments().Create(ctx, &c); err != nil {
 			return err
 		}

@@ -358,6 +358,27 @@ func (r *fakeRecords) Delete(_ context.Context, id int64) error {
 	return nil
 }
 
+func (r *fakeRecords) StoredBytes(_ context.Context, patientID int64) (int64, error) {
+	if err := r.db.fail("Records.StoredBytes"); err != nil {
+		return 0, err
+	}
+	r.db.mu.Lock()
+	defer r.db.mu.Unlock()
+	var n int64
+	for _, rec := range r.db.records {
+		if rec.PatientID != patientID {
+			continue
+		}
+		n += int64(len(rec.Title) + len(rec.Content))
+		for _, c := range r.db.comments {
+			if c.RecordID == rec.ID {
+				n += int64(len(c.Text))
+			}
+		}
+	}
+	return n, nil
+}
+
 func (r *fakeRecords) List(_ context.Context, f ports.RecordFilter, p domain.Page) ([]domain.Record, error) {
 	if err := r.db.fail("Records.List"); err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ func (a *App) CreateSuperuser(ctx context.Context, username, email, password str
 	if err := r.Validate(); err != nil {
 		return domain.User{}, err
 	}
-	hash, err := a.hasher.Hash(ctx, password)
+	hash, err := a.hash(ctx, "", password) // the operator, at the console
 	if err != nil {
 		return domain.User{}, err
 	}

@@ -43,6 +43,9 @@ func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.Rec
 		if err != nil {
 			return err
 		}
+		if err := a.checkQuota(ctx, tx, actor.ID, recordBytes(r)); err != nil {
+			return err
+		}
 		if r.DoctorID != 0 {
 			if err := checkAssignable(ctx, tx, r.DoctorID); err != nil {
 				return err
@@ -105,8 +108,12 @@ func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c 
 	var rec domain.Record
 	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Tx, r *domain.Record) error {
 		now := a.clock.Now()
+		before := recordBytes(*r)
 		assigned, err := r.Apply(c, full, now)
 		if err != nil {
+			return err
+		}
+		if err := a.checkQuota(ctx, tx, r.PatientID, recordBytes(*r)-before); err != nil {
 			return err
 		}
 		// Only a new doctor is checked, so a client may PUT back what it

@@ -110,9 +110,11 @@ func (t *throttle) wait(m map[uint64][]int64, key uint64, limit int, now time.Ti
 func (t *throttle) add(m map[uint64][]int64, key uint64, at int64, limit, maxKeys int, now time.Time) {
 	ts, ok := m[key]
 	if !ok && len(m) >= maxKeys {
+		// Down to seven eighths, so that new keys pay for this scan only
+		// once in a while.
 		t.pruneMap(m, now.Add(-t.window).UnixNano())
 		for k := range m {
-			if len(m) < maxKeys {
+			if len(m) <= maxKeys*7/8 {
 				break
 			}
 			delete(m, k)

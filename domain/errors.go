@@ -19,6 +19,7 @@ const (
 	ENotFound     Code = "not_found"    // 404: absent or not visible
 	EConflict     Code = "conflict"     // 409: state does not allow it
 	EThrottled    Code = "throttled"    // 429: too many attempts
+	EQuota        Code = "quota"        // 413: a storage quota would be exceeded
 	EInternal     Code = "internal"     // 500: a bug or an outage
 )
 
@@ -41,6 +42,9 @@ func (e *Error) Error() string {
 	}
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)
 }
+
+// QuotaExceeded is the error for a write over the patient's storage quota.
+func QuotaExceeded() error { return &Error{Code: EQuota, Message: "Storage quota exceeded."} }
 
 // Errorf builds an Error with a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -130,6 +130,9 @@ type Records interface {
 	Delete(ctx context.Context, id int64) error
 	// List returns matching records newest first.
 	List(ctx context.Context, f RecordFilter, p domain.Page) ([]domain.Record, error)
+	// StoredBytes is the UTF-8 size of the patient's records (title and
+	// content) and of the comments on them, for the storage quota.
+	StoredBytes(ctx context.Context, patientID int64) (int64, error)
 }
 
 // CommentFilter selects the comments on the records Records selects (the

@@ -34,7 +34,7 @@ func newBenchStack(b *testing.B) *benchStack {
 	db, a := newStack(b, app.Config{AutoApproveDoctors: true}, log)
 	s := &benchStack{h: httpapi.NewServer(a, httpapi.Config{Ready: db.Ready}, log)}
 	reg := func(name string, role domain.Role) (int64, string) {
-		u, err := a.Register(ctx, domain.Registration{Username: name, Email: name + "@example.com", Password: testPassword, Role: role})
+		u, err := a.Register(ctx, domain.Registration{Username: name, Email: name + "@example.com", Password: testPassword, Role: role}, "127.0.0.1")
 		require.NoError(b, err)
 		tp, err := a.SignIn(ctx, name, testPassword, "127.0.0.1")
 		require.NoError(b, err)

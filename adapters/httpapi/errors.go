@@ -36,6 +36,7 @@ var statuses = map[domain.Code]int{
 	domain.ENotFound:     http.StatusNotFound,
 	domain.EConflict:     http.StatusConflict,
 	domain.EThrottled:    http.StatusTooManyRequests,
+	domain.EQuota:        http.StatusRequestEntityTooLarge,
 }
 
 // defaultDetail fills in DRF's wording when an error carries no message.

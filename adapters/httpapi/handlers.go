@@ -34,7 +34,7 @@ func (s *server) register(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	u, err := s.app.Register(r.Context(), reg)
+	u, err := s.app.Register(r.Context(), reg, remoteAddr(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,12 +1,15 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -292,4 +295,59 @@ func sessionOf(t *testing.T, token string) string {
 	require.NoError(t, json.Unmarshal(raw, &c))
 	require.NotEmpty(t, c.SID)
 	return c.SID
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address local, so the server sees another client address.
+func clientFrom(local string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}}
+}
+
+func signInWith(c *http.Client, base, name, pw string) (int, error) {
+	body, _ := json.Marshal(map[string]string{"username": name, "password": pw})
+	res, err := c.Post(base+"/api/token/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+func TestHashing_FloodFromOneAddressDoesNotDelayAnother(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes at production memory cost")
+	}
+	// Production's cost, one hash at a time: a queue of 64 takes seconds
+	// to drain in arrival order.
+	e := newEnvWithHasher(t, password.New(password.DefaultParams, 1),
+		func(_ *httpapi.Config, a *app.Config) { a.HashConcurrency = 1 })
+	flooder, victim := e.mustUser(t, "flood", domain.RolePatient), e.mustUser(t, "victim", domain.RolePatient)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	flood := clientFrom("127.0.0.1")
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = signInWith(flood, e.srv.URL, flooder.Name, flooder.Password)
+			}
+		}()
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+	time.Sleep(time.Second) // the flood's queue is full
+
+	other := clientFrom("127.0.0.2")
+	for range 3 {
+		start := time.Now()
+		status, err := signInWith(other, e.srv.URL, victim.Name, victim.Password)
+		took := time.Since(start)
+		t.Logf("another address's sign-in took %v", took)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, status)
+		assert.Less(t, took, 2*time.Second, "another address's sign-in waited behind the flood")
+	}
 }

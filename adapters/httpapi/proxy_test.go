@@ -100,3 +100,17 @@ func TestProxies_LinkUsesForwardedSchemeAndHostFromTrustedProxy(t *testing.T) {
 	host := strings.TrimPrefix(untrusted.srv.URL, "http://")
 	assert.True(t, strings.HasPrefix(r.Header.Get("Link"), "<http://"+host+"/api/records/?"), r.Header.Get("Link"))
 }
+
+func TestProxies_AuditNamesTheClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, trusting("127.0.0.1/32"))
+	p := e.mustPatient(t)
+	r := e.send(t, "POST", "/api/records/", p.Token, map[string]any{"title": "t", "content": "c"},
+		"X-Forwarded-For", "198.51.100.23")
+	require.Equal(t, http.StatusCreated, r.Status)
+	var rec record
+	r.JSON(t, &rec)
+	r = e.send(t, "GET", "/api/records/"+itoa(rec.ID)+"/access-log/", p.Token, nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	assert.Contains(t, string(r.Body), `"remote_addr":"198.51.100.23"`)
+}

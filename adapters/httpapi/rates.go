@@ -105,6 +105,10 @@ func (l *limiter) allow(key uint64, now time.Time) time.Duration {
 	return 0
 }
 
+// evict makes room in a full shard: keys back to a full allowance first
+// (forgetting them loses nothing), then arbitrary ones, down to seven
+// eighths of the bound, so a stream of new keys pays for a scan only once
+// in a while.
 func (sh *limiterShard) evict(now int64) {
 	for k, tat := range sh.tat {
 		if tat <= now {
@@ -112,7 +116,7 @@ func (sh *limiterShard) evict(now int64) {
 		}
 	}
 	for k := range sh.tat {
-		if len(sh.tat) < maxLimiterKeys {
+		if len(sh.tat) <= maxLimiterKeys*7/8 {
 			return
 		}
 		delete(sh.tat, k)

@@ -227,3 +227,13 @@ func queryRecords(ctx context.Context, q querier, query string, args ...any) ([]
 	}
 	return out, versions, rows.Err()
 }
+
+// StoredBytes reads the total the triggers of migration 00003 keep.
+func (r records) StoredBytes(ctx context.Context, patientID int64) (int64, error) {
+	var n int64
+	err := r.s.reader().QueryRowContext(ctx, `SELECT stored_bytes FROM users WHERE id = ?`, patientID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: stored bytes of user %d: %w", patientID, notFoundIf(err))
+	}
+	return n, nil
+}

@@ -131,7 +131,7 @@ func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, obs po
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
 		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Mailer: mailer, Observer: obs,
 	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors,
-		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge})
+		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge, HashConcurrency: hashConcurrency(), QuotaBytes: c.QuotaBytes})
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {

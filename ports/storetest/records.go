@@ -101,6 +101,28 @@ func testRecords(t *testing.T, open Opener) {
 		requireCode(t, domain.ENotFound, s.Records().Delete(ctx(t), r.ID))
 	})
 
+	t.Run("stored_bytes", func(t *testing.T) {
+		s := open(t)
+		p, q, d := mustPatient(t, s, "p"), mustPatient(t, s, "q"), mustDoctor(t, s, "d")
+		size := func(r domain.Record) int64 { return int64(len(r.Title) + len(r.Content)) }
+		stored := func(id int64) int64 {
+			n, err := s.Records().StoredBytes(ctx(t), id)
+			require.NoError(t, err)
+			return n
+		}
+		assert.Zero(t, stored(p.ID))
+		r := mustRecord(t, s, p.ID, d.ID, at(0))
+		other := mustRecord(t, s, q.ID, d.ID, at(1))
+		c := mustComment(t, s, r.ID, d.ID, at(2))
+		assert.Equal(t, size(r)+int64(len(c.Text)), stored(p.ID), "UTF-8 bytes of records and their comments")
+		assert.Equal(t, size(other), stored(q.ID))
+		r.Content = "longer content, ✓✓"
+		require.NoError(t, s.Records().Update(ctx(t), r))
+		assert.Equal(t, size(r)+int64(len(c.Text)), stored(p.ID))
+		require.NoError(t, s.Records().Delete(ctx(t), r.ID))
+		assert.Zero(t, stored(p.ID), "a deleted record gives back its comments' bytes too")
+	})
+
 	// A store may keep records in memory (the SQLite adapter does); every
 	// read after a change must still show the change, and nothing a
 	// rolled-back transaction did.

@@ -94,3 +94,43 @@ func (a *App) AdminRetryOutbox(ctx context.Context, actor domain.Actor, id int64
 	}
 	return a.OutboxRetry(ctx, id)
 }
+
+// AdminOverview is the store's totals for the admin console's first page.
+// Buffered audit entries are written first so the count is current.
+// EForbidden for others.
+func (a *App) AdminOverview(ctx context.Context, actor domain.Actor) (ports.Counts, error) {
+	if err := domain.CanAdminister(actor); err != nil {
+		return ports.Counts{}, err
+	}
+	if err := a.audit.Flush(ctx); err != nil {
+		return ports.Counts{}, err
+	}
+	return a.store.Counts(ctx)
+}
+
+// AuditCheck is the outcome of walking the audit chain.
+type AuditCheck struct {
+	Entries int64
+	// FirstBroken is the id of the first entry that fails, 0 when intact.
+	FirstBroken int64
+}
+
+// AdminVerifyAudit runs the operator's audit check for the admin.
+// EForbidden for others.
+func (a *App) AdminVerifyAudit(ctx context.Context, actor domain.Actor) (AuditCheck, error) {
+	if err := domain.CanAdminister(actor); err != nil {
+		return AuditCheck{}, err
+	}
+	if err := a.audit.Flush(ctx); err != nil {
+		return AuditCheck{}, err
+	}
+	broken, err := a.VerifyAudit(ctx)
+	if err != nil {
+		return AuditCheck{}, err
+	}
+	c, err := a.store.Counts(ctx)
+	if err != nil {
+		return AuditCheck{}, err
+	}
+	return AuditCheck{Entries: c.AuditEntries, FirstBroken: broken}, nil
+}

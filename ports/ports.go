@@ -62,6 +62,8 @@ type UserFilter struct {
 	Role     *domain.Role
 	Approved *bool
 	Active   *bool
+	// Search keeps usernames containing it, ASCII letters in either case.
+	Search string
 }
 
 // Users stores accounts.
@@ -167,6 +169,7 @@ type AuditFilter struct {
 	ActorID   int64
 	RecordID  int64
 	PatientID int64
+	Action    string
 }
 
 // Audit is the append-only, hash-chained audit trail.
@@ -232,6 +235,19 @@ type Store interface {
 	// that must happen together, such as an assignment and its outbox
 	// event, go in one call.
 	WithinTx(ctx context.Context, fn func(tx Tx) error) error
+	// Counts totals accounts, outbox events and audit entries, for the
+	// admin's overview, from one snapshot.
+	Counts(ctx context.Context) (Counts, error)
+}
+
+// Counts are the store's totals. Every role and every outbox state has a
+// key, zero when there is none.
+type Counts struct {
+	UsersByRole map[domain.Role]int64
+	// PendingDoctors are active doctors not yet approved.
+	PendingDoctors int64
+	OutboxByState  map[string]int64
+	AuditEntries   int64
 }
 
 // Sink delivers an outbox event one way (an in-API notification, an

@@ -135,7 +135,7 @@ func canonicalPath(p string) string {
 	switch {
 	case t == "":
 		return "/"
-	case noSlash[t]:
+	case noSlash[t], isAssetPath(t):
 		return t
 	}
 	return t + "/"

@@ -48,11 +48,14 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	s := newServer(nil, Config{}, nil)
 	routed := map[string]bool{}
 	require.NoError(t, chi.Walk(s.mux, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasSuffix(route, "/*") {
+			return nil // the files of a page (scripts, styles), not operations
+		}
 		routed[method+" "+route] = true
 		return nil
 	}))
 	assert.Equal(t, sortedKeys(routed), sortedKeys(documented))
-	assert.Len(t, routed, 34)
+	assert.Len(t, routed, 39)
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -22,6 +23,12 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// TLS adds Strict-Transport-Security, since only then is it meaningful.
 	TLS bool
+	// Version is the binary's version, shown by GET / and the admin
+	// overview; default the module version in the build information.
+	Version string
+	// StartedAt is when the service started, for the admin overview;
+	// default when the handler was made.
+	StartedAt time.Time
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config leaves it 0.
@@ -45,6 +52,12 @@ func newServer(a *app.App, cfg Config, log *slog.Logger) *server {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Version == "" {
+		cfg.Version = buildVersion()
+	}
+	if cfg.StartedAt.IsZero() {
+		cfg.StartedAt = time.Now()
 	}
 	s := &server{app: a, cfg: cfg, log: log, mux: chi.NewRouter()}
 	s.routes()

@@ -101,6 +101,9 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 	if f.PatientID != 0 {
 		w.add("patient_id = ?", f.PatientID)
 	}
+	if f.Action != "" {
+		w.add("action = ?", f.Action)
+	}
 	w.after(p, "at", "id")
 	rows, err := r.s.reader().QueryContext(ctx,
 		`SELECT `+auditCols+` FROM audit`+w.String()+` ORDER BY at DESC, id DESC LIMIT ?`,

@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 rm -rf "$dest" && mkdir -p "$dest"
 # Only what the page loads, with its licence and notices: not the source
 # maps, the ES builds or the standalone preset.
-for f in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE; do
+for f in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-32x32.png LICENSE NOTICE; do
 	cp "$tmp/package/$f" "$dest/$f"
 done
 echo "$SWAGGER_UI_DIST" >"$dest/VERSION"

@@ -106,6 +106,7 @@ func (s *server) mountWeb(r chi.Router) {
 	docs := newStaticSite("/api/docs/", "web/docs", docsCSP, map[string]string{
 		"swagger-ui-bundle.js": vendor + "swagger-ui-bundle.js",
 		"swagger-ui.css":       vendor + "swagger-ui.css",
+		"favicon-32x32.png":    vendor + "favicon-32x32.png",
 	})
 	admin := newStaticSite("/admin/", "web/admin", adminCSP, nil)
 	docs.notFound, admin.notFound = s.notFound, s.notFound

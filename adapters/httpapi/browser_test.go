@@ -305,7 +305,7 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS("#ov-pending-link")))
 		b.waitFor(`document.querySelector("#page-accounts").checkVisibility() && document.querySelectorAll("#accounts-table tbody tr").length === 1`)
 		assert.Equal(t, pending.Name, b.text("#accounts-table tbody tr td:nth-child(2)"))
-		b.do(chromedp.Click(chromedp.CSS(`#accounts-table button[aria-label="Approve `+pending.Name+`"]`)))
+		b.do(chromedp.Click(chromedp.CSS(`#accounts-table button[aria-label="Approve ` + pending.Name + `"]`)))
 		b.waitFor(`document.querySelector("#confirm").open`)
 		b.screenshot(shots, "04-accounts-confirm")
 		b.do(chromedp.Click(chromedp.CSS("#confirm-ok")))

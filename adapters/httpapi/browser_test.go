@@ -150,7 +150,19 @@ func (b *browser) choose(sel, value string) {
 // returns its path.
 func (b *browser) screenshot(dir, name string) string {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	return b.capture(dir, name, chromedp.FullScreenshot(100))
+}
+
+// viewShot saves only what the window shows: the small pictures the
+// README uses.
+func (b *browser) viewShot(dir, name string) string {
+	b.t.Helper()
+	return b.capture(dir, name, chromedp.CaptureScreenshot())
+}
+
+func (b *browser) capture(dir, name string, shot chromedp.Action[[]byte]) string {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, shot)
 	require.NoError(b.t, err)
 	p := filepath.Join(dir, name+".png")
 	require.NoError(b.t, os.WriteFile(p, png, 0o644))
@@ -299,6 +311,9 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS("#ov-verify")))
 		b.waitFor(`document.querySelector("#ov-chain").textContent.startsWith("Chain OK")`)
 		b.screenshot(shots, "03-overview")
+		b.do(chromedp.EmulateViewport(1100, 560))
+		b.viewShot(shots, "03-overview-top")
+		b.do(chromedp.EmulateViewport(1280, 900))
 	})
 
 	step("approve a pending doctor", func(t *testing.T) {
@@ -402,7 +417,7 @@ func TestBrowser_AdminConsole(t *testing.T) {
 	})
 
 	b.checkClean()
-	copyScreenshot(t, filepath.Join(shots, "03-overview.png"), "console-overview.png")
+	copyScreenshot(t, filepath.Join(shots, "03-overview-top.png"), "console-overview.png")
 }
 
 // TestBrowser_APIDocs loads the reference in Chromium: no console error,
@@ -436,6 +451,10 @@ func TestBrowser_APIDocs(t *testing.T) {
 	b.eval(`[...document.querySelectorAll(".opblock .opblock-summary-operation-id")].map(el => el.textContent.trim())`, &shown)
 	assert.ElementsMatch(t, ops, shown, "every operation of the document is listed")
 	b.screenshot(shots, "docs")
+	b.do(chromedp.EmulateViewport(1100, 640))
+	b.eval(`window.scrollTo(0, document.querySelector(".scheme-container").offsetTop - 44), true`, new(bool))
+	b.viewShot(shots, "docs-top")
+	b.do(chromedp.EmulateViewport(1280, 900))
 
 	// Authorize with an access token, then try GET /api/users/me/.
 	b.do(chromedp.Click(chromedp.CSS(".btn.authorize")))
@@ -454,7 +473,7 @@ func TestBrowser_APIDocs(t *testing.T) {
 	b.screenshot(shots, "docs-try-it")
 
 	b.checkClean()
-	copyScreenshot(t, filepath.Join(shots, "docs.png"), "api-docs.png")
+	copyScreenshot(t, filepath.Join(shots, "docs-top.png"), "api-docs.png")
 }
 
 // shotDir is where a test's screenshots go: the test's temp dir, or a

@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"healthrecord/adapters/httpapi"
+	"healthrecord/app"
 	"healthrecord/domain"
 )
 
@@ -29,6 +32,7 @@ type browser struct {
 	base string // the server's origin
 
 	mu       sync.Mutex
+	refusals []string // paths whose 4xx the test provoked on purpose
 	console  []chromedp.ConsoleMessage
 	requests []network.EventRequestWillBeSent
 }
@@ -76,6 +80,13 @@ func newBrowser(t *testing.T, base string) *browser {
 	b := &browser{t: t, ctx: ctx, base: base}
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)), "start Chromium")
+	// Every page records the policy violations it meets (an eval, an
+	// inline script or style, a foreign origin), for checkClean.
+	_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.__csp = []; document.addEventListener("securitypolicyviolation",
+			(e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));`,
+	})
+	require.NoError(t, err)
 	console := chromedp.Console(ctx)
 	requests := chromedp.Events(ctx, network.RequestWillBeSent)
 	go func() {
@@ -174,10 +185,16 @@ func (b *browser) capture(dir, name string, shot chromedp.Action[[]byte]) string
 // request to another origin.
 func (b *browser) checkClean() {
 	b.t.Helper()
+	var violations []string
+	b.eval(`window.__csp`, &violations)
+	assert.Empty(b.t, violations, "Content-Security-Policy violations")
 	time.Sleep(200 * time.Millisecond) // let the last events arrive
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, m := range b.console {
+		if m.Source == "network" && b.provoked(m.URL) {
+			continue // Chromium logs every refused request; this one was the test's
+		}
 		if m.Type == chromedp.ConsoleError || m.IsException() {
 			b.t.Errorf("console %s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line)
 		}
@@ -191,6 +208,28 @@ func (b *browser) checkClean() {
 		}
 		assert.Equal(b.t, b.base, u.Scheme+"://"+u.Host, "request to another origin: %s", r.Request.URL)
 	}
+}
+
+// expectRefusal says the page will get a 4xx on path, on purpose.
+func (b *browser) expectRefusal(path string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refusals = append(b.refusals, path)
+}
+
+// provoked reports whether a refused request was one the test asked for;
+// b.mu is held.
+func (b *browser) provoked(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	for _, p := range b.refusals {
+		if u.Path == p {
+			return true
+		}
+	}
+	return false
 }
 
 // responseBodies are the bodies of the page's answered requests whose URL
@@ -275,14 +314,21 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS("#signin-submit")))
 	}
 
+	step("a wrong password is told in words", func(t *testing.T) {
+		b.expectRefusal("/api/token/")
+		signIn(user{Name: admin.Name, Password: "not-the-password"})
+		b.waitFor(`document.querySelector("#message").textContent === "No active account found with the given credentials"`)
+		b.screenshot(shots, "01-wrong-password")
+	})
+
 	step("a patient is refused and keeps no token", func(t *testing.T) {
 		signIn(p1)
 		b.waitFor(`document.querySelector("#message").textContent.includes("for administrators")`)
 		b.waitFor(`!document.querySelector("#app-view").checkVisibility() && document.querySelector("#signin-view").checkVisibility()`)
 		bodies := b.responseBodies("/api/token/")
-		require.Len(t, bodies, 1)
+		require.Len(t, bodies, 2) // the wrong password's refusal, then the patient's pair
 		b.waitFor(`performance.getEntriesByName(location.origin + "/api/token/blacklist/").length === 1`)
-		requireRefreshDead(t, e, bodies[0])
+		requireRefreshDead(t, e, bodies[1])
 		var stored struct{ Local, Session int }
 		var cookie string
 		b.eval(`({Local: localStorage.length, Session: sessionStorage.length})`, &stored)
@@ -412,8 +458,8 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS("#signout")))
 		b.waitFor(`document.querySelector("#signin-view").checkVisibility() && document.querySelector("#message").textContent.includes("signed out")`)
 		bodies := b.responseBodies("/api/token/")
-		require.Len(t, bodies, 2)
-		requireRefreshDead(t, e, bodies[1])
+		require.Len(t, bodies, 3)
+		requireRefreshDead(t, e, bodies[2])
 	})
 
 	b.checkClean()
@@ -507,4 +553,43 @@ func copyScreenshot(t *testing.T, from, name string) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBrowser_AdminConsole_RefreshesExpiredAccess: when the access token
+// expires the console refreshes it and carries on, twice in a row, so it
+// keeps the rotated refresh token each time.
+func TestBrowser_AdminConsole_RefreshesExpiredAccess(t *testing.T) {
+	e := newEnv(t, func(_ *httpapi.Config, a *app.Config) { a.AccessTTL = 3 * time.Second })
+	admin := e.mustAdmin(t)
+	e.mustPatient(t)
+
+	b := newBrowser(t, e.srv.URL)
+	b.do(chromedp.Navigate(e.srv.URL + "/admin/"))
+	b.do(chromedp.WaitVisible(chromedp.CSS("#signin-username")))
+	b.fill("#signin-username", admin.Name)
+	b.fill("#signin-password", admin.Password)
+	b.do(chromedp.Click(chromedp.CSS("#signin-submit")))
+	b.waitFor(`document.querySelector("#ov-patients").textContent === "1"`)
+
+	pairs := b.responseBodies("/api/token/")
+	for round := 1; round <= 2; round++ {
+		// Wait until the page's access token is refused by the server.
+		var pair struct{ Access string }
+		require.NoError(t, json.Unmarshal([]byte(pairs[len(pairs)-1]), &pair))
+		require.Eventually(t, func() bool {
+			return e.send(t, "GET", "/api/users/me/", pair.Access, nil).Status == 401
+		}, 10*time.Second, 100*time.Millisecond, "the access token expires")
+
+		b.eval(`document.querySelector("#accounts-table tbody").replaceChildren(), true`, new(bool))
+		if round == 1 {
+			b.do(chromedp.Click(chromedp.CSS(`.tabs a[data-page="accounts"]`)))
+		} else {
+			b.do(chromedp.Click(chromedp.CSS("#accounts-filter button[type=submit]")))
+		}
+		b.waitFor(`document.querySelectorAll("#accounts-table tbody tr:not(.empty)").length === 2`)
+		assert.Empty(t, b.text("#message"), "no error shown after a refresh")
+		pairs = b.responseBodies("/api/token/refresh/")
+		require.Len(t, pairs, round, "one refresh per expiry")
+	}
+	b.checkClean()
 }

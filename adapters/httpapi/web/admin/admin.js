@@ -78,10 +78,34 @@
     return refreshing;
   }
 
+  // expiring tells whether an access token is in the last tenth of its
+  // life by this browser's clock, so it is refreshed before a call rather
+  // than after a refusal. A clock that disagrees with the server's is
+  // covered by the refresh on 401 below.
+  function expiring(token) {
+    try {
+      const b64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(b64));
+      const life = (claims.exp - claims.iat) * 1000;
+      return claims.exp * 1000 - Date.now() < life / 10;
+    } catch (e) {
+      return false;
+    }
+  }
+
   // api calls the API as the signed-in admin, refreshing the access token
-  // once when it has expired. A sign-in that cannot be refreshed ends.
+  // when it is about to expire, or once when the server says it has. A
+  // sign-in that cannot be refreshed ends.
   async function api(method, path, body) {
     if (!tokens) throw new APIError(401, { detail: "You are signed out." });
+    if (expiring(tokens.access)) {
+      try {
+        await refresh();
+      } catch (e) {
+        endSession("Your sign-in has ended. Please sign in again.");
+        throw new APIError(401, { detail: "Your sign-in has ended. Please sign in again." });
+      }
+    }
     let r = await send(method, path, body, tokens.access);
     if (r.status === 401 && tokens) {
       try {

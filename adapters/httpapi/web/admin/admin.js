@@ -151,6 +151,7 @@
       if (who.data.role !== "ADMIN") {
         // Not for them: close the sign-in at once so no token is left.
         await revoke();
+        $("#signin-password").value = "";
         say("This console is for administrators. You were signed out; use your usual app instead.");
         return;
       }
@@ -319,7 +320,13 @@
         const r = await api("GET", path);
         tbody.replaceChildren();
         if (!r.data.length) emptyRow(tbody, opts.cols(), "Nothing matches.");
-        for (const item of r.data) tbody.appendChild(opts.row(item, reload));
+        for (const item of r.data) {
+          const tr = opts.row(item, reload);
+          // Each cell names its column, for the stacked layout of narrow screens.
+          const heads = [...section.querySelectorAll("thead th")].map((th) => th.textContent);
+          tr.querySelectorAll("td").forEach((td, i) => { td.dataset.label = heads[i] || ""; });
+          tbody.appendChild(tr);
+        }
         next = nextPath(r.link);
         nextBtn.disabled = !next;
         firstBtn.disabled = path === firstPath();

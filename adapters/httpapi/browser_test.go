@@ -377,7 +377,7 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.do(chromedp.EmulateViewport(1280, 900))
 	})
 
-	step("approve a pending doctor", func(t *testing.T) {
+	step("approve a doctor, deactivate and activate a patient", func(t *testing.T) {
 		b.do(chromedp.Click(chromedp.CSS("#ov-pending-link")))
 		b.waitFor(`document.querySelector("#page-accounts").checkVisibility() && document.querySelectorAll("#accounts-table tbody tr").length === 1`)
 		assert.Equal(t, pending.Name, b.text("#accounts-table tbody tr td:nth-child(2)"))
@@ -403,10 +403,44 @@ func TestBrowser_AdminConsole(t *testing.T) {
 		b.fill("#acc-search", strings.ToUpper(p2.Name))
 		b.do(chromedp.Click(chromedp.CSS("#accounts-filter button[type=submit]")))
 		b.waitFor(`document.querySelectorAll("#accounts-table tbody tr").length === 1 && document.querySelector("#accounts-table tbody td:nth-child(2)")?.textContent === ` + jsString(p2.Name))
+
+		// Deactivate (the account's sign-ins stop at once), then activate.
+		b.do(chromedp.Click(chromedp.CSS(`#accounts-table button[aria-label="Deactivate ` + p2.Name + `"]`)))
+		b.waitFor(`document.querySelector("#confirm").open`)
+		b.do(chromedp.Click(chromedp.CSS("#confirm-ok")))
+		b.waitFor(`document.querySelector("#accounts-table tbody td:nth-child(6)")?.textContent === "no"`)
+		assertJSON(t, e.send(t, "GET", "/api/users/me/", p2.Token, nil), 401,
+			`{"detail": "Given token not valid for any token type", "code": "token_not_valid"}`)
+		b.do(chromedp.Click(chromedp.CSS(`#accounts-table button[aria-label="Activate ` + p2.Name + `"]`)))
+		b.waitFor(`document.querySelector("#confirm").open`)
+		b.do(chromedp.Click(chromedp.CSS("#confirm-ok")))
+		b.waitFor(`document.querySelector("#accounts-table tbody td:nth-child(6)")?.textContent === "yes"`)
+
 		b.fill("#acc-search", "")
 		b.do(chromedp.Click(chromedp.CSS("#accounts-filter button[type=submit]")))
 		b.waitFor(`document.querySelectorAll("#accounts-table tbody tr").length === 5`)
 		b.screenshot(shots, "05-accounts")
+	})
+
+	step("page through accounts with the Link header", func(t *testing.T) {
+		// 24 more patients, straight into the store: 26 in all, one more
+		// than the console's page of 25.
+		for i := range 24 {
+			u := domain.User{
+				Username: fmt.Sprintf("bulk%02d", i), Email: "bulk@example.com", Role: domain.RolePatient,
+				Active: true, Approved: true, PasswordHash: "$argon2id$unused", CreatedAt: time.Now().UTC(),
+			}
+			require.NoError(t, e.db.Users().Create(ctx, &u))
+		}
+		b.choose("#acc-role", "PATIENT")
+		b.do(chromedp.Click(chromedp.CSS("#accounts-filter button[type=submit]")))
+		rows := `document.querySelectorAll("#accounts-table tbody tr").length`
+		b.waitFor(rows + ` === 25 && !document.querySelector("#page-accounts [data-next]").disabled`)
+		b.do(chromedp.Click(chromedp.CSS("#page-accounts [data-next]")))
+		b.waitFor(rows + ` === 1 && document.querySelector("#page-accounts [data-next]").disabled`)
+		b.do(chromedp.Click(chromedp.CSS("#page-accounts [data-first]")))
+		b.waitFor(rows + ` === 25`)
+		b.choose("#acc-role", "")
 	})
 
 	step("retry a dead event", func(t *testing.T) {

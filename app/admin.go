@@ -110,3 +110,25 @@ func (a *App) AdminRetryOutbox(ctx context.Context, actor domain.Actor, id int64
 	}
 	return a.retryOutbox(ctx, actor, id)
 }
+
+// AdminOverview is the store's totals for the admin console's first page.
+// Buffered audit entries are written first so the count is current.
+// EForbidden for others.
+func (a *App) AdminOverview(ctx context.Context, actor domain.Actor) (ports.Counts, error) {
+	if err := domain.CanAdminister(actor); err != nil {
+		return ports.Counts{}, err
+	}
+	if err := a.audit.Flush(ctx); err != nil {
+		return ports.Counts{}, err
+	}
+	return a.store.Counts(ctx)
+}
+
+// AdminVerifyAudit runs the operator's audit check (audit verify) for the
+// admin. EForbidden for others.
+func (a *App) AdminVerifyAudit(ctx context.Context, actor domain.Actor) (domain.AuditCheck, error) {
+	if err := domain.CanAdminister(actor); err != nil {
+		return domain.AuditCheck{}, err
+	}
+	return a.CheckAudit(ctx, nil)
+}

@@ -190,6 +190,26 @@ func (t *fakeTx) Outbox() ports.Outbox               { return &fakeOutbox{t.db, 
 func (t *fakeTx) Audit() ports.Audit                 { return &fakeAudit{t.db, true} }
 func (t *fakeTx) Sessions() ports.Sessions           { return &fakeSessions{t.db} }
 
+func (s *fakeStore) Counts(context.Context) (ports.Counts, error) {
+	s.db.mu.Lock()
+	defer s.db.mu.Unlock()
+	c := ports.Counts{
+		UsersByRole:   map[domain.Role]int64{domain.RolePatient: 0, domain.RoleDoctor: 0, domain.RoleAdmin: 0},
+		OutboxByState: map[string]int64{domain.OutboxPending: 0, domain.OutboxDelivered: 0, domain.OutboxDead: 0},
+		AuditEntries:  int64(len(s.db.audit)),
+	}
+	for _, u := range s.db.users {
+		c.UsersByRole[u.Role]++
+		if u.Role == domain.RoleDoctor && !u.Approved && u.Active {
+			c.PendingDoctors++
+		}
+	}
+	for _, e := range s.db.outbox {
+		c.OutboxByState[e.State]++
+	}
+	return c, nil
+}
+
 func (s *fakeStore) WithinTx(ctx context.Context, fn func(tx ports.Tx) error) error {
 	s.db.txMu.Lock()
 	defer s.db.txMu.Unlock()
@@ -281,7 +301,8 @@ func (r *fakeUsers) List(_ context.Context, f ports.UserFilter, p domain.Page) (
 	var out []domain.User
 	for _, u := range r.db.users {
 		if (f.Role == nil || u.Role == *f.Role) && (f.Approved == nil || u.Approved == *f.Approved) &&
-			(f.Active == nil || u.Active == *f.Active) {
+			(f.Active == nil || u.Active == *f.Active) &&
+			(f.Search == "" || strings.Contains(asciiLower(u.Username), asciiLower(f.Search))) {
 			out = append(out, u)
 		}
 	}
@@ -879,4 +900,15 @@ func counterRandom() func(int) []byte {
 		}
 		return b
 	}
+}
+
+// asciiLower lowers ASCII letters only, as SQLite's LIKE compares them.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -93,6 +93,8 @@ type UserFilter struct {
 	Role     *domain.Role
 	Approved *bool
 	Active   *bool
+	// Search keeps usernames containing it, ASCII letters in either case.
+	Search string
 }
 
 // Users stores accounts.
@@ -292,4 +294,17 @@ type Store interface {
 	// that must happen together, such as an assignment and its outbox
 	// event, go in one call.
 	WithinTx(ctx context.Context, fn func(tx Tx) error) error
+	// Counts totals accounts, outbox events and audit entries, for the
+	// admin's overview, from one snapshot.
+	Counts(ctx context.Context) (Counts, error)
+}
+
+// Counts are the store's totals. Every role and every outbox state has a
+// key, zero when there is none.
+type Counts struct {
+	UsersByRole map[domain.Role]int64
+	// PendingDoctors are active doctors not yet approved.
+	PendingDoctors int64
+	OutboxByState  map[string]int64
+	AuditEntries   int64
 }

@@ -152,7 +152,7 @@ func TestRouting(t *testing.T) {
 	c := e.mustComment(t, d, rec.ID, "Looks fine.")
 
 	t.Run("unknown path", func(t *testing.T) {
-		for _, path := range []string{"/", "/api/", "/api/nothing/", "/api/records/abc/", "/api/records/0/", "/api/records/1/2/"} {
+		for _, path := range []string{"/api/", "/api/nothing/", "/api/records/abc/", "/api/records/0/", "/api/records/1/2/"} {
 			assertDetail(t, e.send(t, "GET", path, p.Token, nil), 404, "Not found.")
 		}
 	})

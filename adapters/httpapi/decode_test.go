@@ -315,6 +315,12 @@ func TestCanonicalPath(t *testing.T) {
 		"/healthz":          "/healthz",
 		"/healthz/":         "/healthz",
 		"/api/openapi.json": "/api/openapi.json",
+		"/admin":            "/admin/",
+		"/admin/admin.js":   "/admin/admin.js",
+		"/admin/admin.js/":  "/admin/admin.js",
+		"/api/docs/x.css":   "/api/docs/x.css",
+		"/api/docs/*":       "/api/docs/*",
+		"/api/records/5.js": "/api/records/5.js/",
 	} {
 		assert.Equal(t, want, canonicalPath(in), in)
 	}

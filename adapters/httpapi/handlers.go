@@ -337,6 +337,7 @@ func (s *server) adminUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Approved = q.boolean("approved")
 	f.Active = q.boolean("is_active")
+	f.Search = q.text("search", 150)
 	if err := q.err(); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -380,6 +381,34 @@ func (s *server) adminAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeList(w, r, mapList(items, toAudit), next)
+}
+
+// adminOverview answers the console's first page: the store's totals and
+// this process's version and start.
+func (s *server) adminOverview(w http.ResponseWriter, r *http.Request) {
+	c, err := s.app.AdminOverview(r.Context(), actorOf(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	users := map[string]int64{}
+	for role, n := range c.UsersByRole {
+		users[string(role)] = n
+	}
+	writeJSON(w, http.StatusOK, overviewView{
+		Users: users, PendingDoctors: c.PendingDoctors, Outbox: c.OutboxByState,
+		AuditEntries: c.AuditEntries, Version: s.cfg.Version, StartedAt: timeJSON(s.cfg.StartedAt),
+	})
+}
+
+// adminVerifyAudit is `healthrecord audit verify` for the console.
+func (s *server) adminVerifyAudit(w http.ResponseWriter, r *http.Request) {
+	c, err := s.app.AdminVerifyAudit(r.Context(), actorOf(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, auditCheckView{OK: c.OK(), Entries: c.Entries, FirstBroken: optID(c.FirstBroken)})
 }
 
 func (s *server) adminOutbox(w http.ResponseWriter, r *http.Request) {

@@ -154,7 +154,7 @@ func canonicalPath(p string) string {
 	switch {
 	case t == "":
 		return "/"
-	case noSlash[t]:
+	case noSlash[t], isAssetPath(t), strings.HasSuffix(t, "/*"): // the last: a files route's pattern, for logs
 		return t
 	}
 	return t + "/"

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"healthrecord/domain"
 )
@@ -83,6 +84,21 @@ func (q *query) choice(name string, choices ...string) string {
 	}
 	q.errs.Add(name, fmt.Sprintf("%q is not a valid choice.", s))
 	return ""
+}
+
+// text reads an optional free-text filter of at most max characters; ""
+// when absent.
+func (q *query) text(name string, max int) string {
+	s := q.vals.Get(name)
+	if utf8.RuneCountInString(s) > max {
+		q.errs.Add(name, fmt.Sprintf("Ensure this field has no more than %d characters.", max))
+		return ""
+	}
+	if strings.ContainsRune(s, 0) {
+		q.errs.Add(name, "Null characters are not allowed.")
+		return ""
+	}
+	return s
 }
 
 // boolean reads an optional true/false filter; nil when absent.

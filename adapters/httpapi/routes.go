@@ -23,6 +23,7 @@ func (s *server) routes() {
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	// Public.
+	r.Get("/", s.index)
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Get("/api/openapi.json", s.openAPI)
@@ -32,6 +33,7 @@ func (s *server) routes() {
 		r.Post(prefix+"/refresh/", s.refresh)
 	}
 	r.Post("/api/token/blacklist/", s.blacklist)
+	s.mountWeb(r)
 
 	// Everything else needs a valid access token; who may do what is the
 	// app's decision.
@@ -68,7 +70,9 @@ func (s *server) routes() {
 			r.Post("/users/{id}/approve/", s.adminSetUser(app.OpApprove))
 			r.Post("/users/{id}/deactivate/", s.adminSetUser(app.OpDeactivate))
 			r.Post("/users/{id}/activate/", s.adminSetUser(app.OpActivate))
+			r.Get("/overview/", s.adminOverview)
 			r.Get("/audit/", s.adminAudit)
+			r.Get("/audit/verify/", s.adminVerifyAudit)
 			r.Get("/outbox/", s.adminOutbox)
 			r.Post("/outbox/{id}/retry/", s.adminRetryOutbox)
 		})

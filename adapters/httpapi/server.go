@@ -41,6 +41,12 @@ type Config struct {
 	Observer Observer
 	// Stream tunes GET /api/notifications/stream/; zero fields take defaults.
 	Stream StreamConfig
+	// Version is the binary's version, shown by GET / and the admin
+	// overview; default the module version in the build information.
+	Version string
+	// StartedAt is when the service started, for the admin overview;
+	// default when the handler was made.
+	StartedAt time.Time
 }
 
 // Observer receives what the HTTP adapter sees, for metrics. Its methods
@@ -83,6 +89,12 @@ func newServer(a *app.App, cfg Config, log *slog.Logger) *server {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Version == "" {
+		cfg.Version = buildVersion()
+	}
+	if cfg.StartedAt.IsZero() {
+		cfg.StartedAt = time.Now()
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}

@@ -136,3 +136,18 @@ func mapList[T, V any](items []T, f func(T) V) []V {
 	}
 	return out
 }
+
+type overviewView struct {
+	Users          map[string]int64 `json:"users"`
+	PendingDoctors int64            `json:"pending_doctors"`
+	Outbox         map[string]int64 `json:"outbox"`
+	AuditEntries   int64            `json:"audit_entries"`
+	Version        string           `json:"version"`
+	StartedAt      string           `json:"started_at"`
+}
+
+type auditCheckView struct {
+	OK          bool   `json:"ok"`
+	Entries     int64  `json:"entries"`
+	FirstBroken *int64 `json:"first_broken"`
+}

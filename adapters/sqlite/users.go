@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"healthrecord/domain"
 	"healthrecord/internal/username"
@@ -81,6 +82,9 @@ func (r users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]d
 	if f.Active != nil {
 		w.add("active = ?", boolInt(*f.Active))
 	}
+	if f.Search != "" {
+		w.add(`username LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(f.Search)+"%")
+	}
 	w.after(p, "created_at", "id")
 	rows, err := r.s.reader().QueryContext(ctx,
 		`SELECT `+userCols+` FROM users`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
@@ -140,3 +144,6 @@ func backfillKeys(ctx context.Context, q querier) ([]string, error) {
 	}
 	return clashes, nil
 }
+
+// likeEscaper makes a search term match literally inside a LIKE pattern.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

@@ -28,6 +28,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
 	t.Run("Tx", func(t *testing.T) { testTx(t, open) })
+	t.Run("Admin", func(t *testing.T) { testAdmin(t, open) })
 }
 
 // t0 is the suite's clock: fixed, UTC, with nanoseconds that must survive.

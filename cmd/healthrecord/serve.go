@@ -217,7 +217,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	hcfg := httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: tlsCfg != nil,
 		TrustedProxies: c.TrustedProxies, PublicURL: c.PublicURL,
 		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon,
-		Stream: httpapi.StreamConfig{Done: streamsDone}}
+		Stream: httpapi.StreamConfig{Done: streamsDone}, Version: readBuildInfo().Version, StartedAt: time.Now()}
 	if obs != nil {
 		hcfg.Observer = obs
 	}

@@ -266,3 +266,54 @@ func TestRun_AgainstRealServer(t *testing.T) {
 		assert.Positive(t, r.OK, r.Name)
 	}
 }
+
+// TestRun_WrkClient runs the tool with --client wrk on a tiny data set:
+// every scenario wrk drives answers without errors, each line has its
+// ceilings (two for create) and the clients' CPU shares, and the JSON
+// report carries them.
+func TestRun_WrkClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	requireWrk(t)
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"--server-bin", bin, "--client", "wrk", "--wrk-threads", "1", "--patients", "4", "--doctors", "2",
+		"--records-per-patient", "2", "--comments", "1", "--duration", "1s", "--warmup", "0s", "--conns", "2",
+		"--scenarios", "list,read,create", "--json", jsonPath}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+
+	var rep Report
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &rep))
+	assert.Equal(t, ceilingSourceAPI, rep.CeilingSource)
+	require.Len(t, rep.Results, 3)
+	for i, want := range []string{"list", "read", "create"} {
+		r := rep.Results[i]
+		assert.Equal(t, want, r.Name)
+		assert.Equal(t, clientWrk, r.Client)
+		assert.Zero(t, r.Errors, "%s: %v", r.Name, r.ErrorCodes)
+		assert.Positive(t, r.OK, r.Name)
+		assert.Positive(t, r.CeilingRPS, r.Name)
+		assert.Positive(t, r.ClientCPUShare, r.Name)
+		assert.Positive(t, r.ServerCPUShare, r.Name)
+	}
+	assert.Equal(t, ceilSelect, rep.Results[0].Ceiling)
+	assert.Equal(t, ceilRead, rep.Results[1].Ceiling)
+	assert.Equal(t, ceilInsertNormal, rep.Results[2].Ceiling)
+	require.Len(t, rep.Results[2].MoreCeilings, 1)
+	assert.Equal(t, ceilInsertFull, rep.Results[2].MoreCeilings[0].Ceiling)
+	names := map[string]bool{}
+	for _, c := range rep.Ceilings {
+		names[c.Name] = true
+		assert.Zero(t, c.Errors, "ceiling %s: %v", c.Name, c.ErrorCodes)
+		assert.Positive(t, c.OK, c.Name)
+	}
+	assert.Equal(t, map[string]bool{ceilSelect: true, ceilRead: true, ceilInsertNormal: true, ceilInsertFull: true}, names)
+	assert.Equal(t, len(ceilingWarnings(rep.Results)), len(rep.Warnings), "the report carries the warnings")
+	assert.Contains(t, stdout.String(), "client CPU")
+}

@@ -212,3 +212,34 @@ func TestParseProcStatCPU(t *testing.T) {
 	assert.InDelta(t, 0.25, cpuShare(time.Second, 2*time.Second, 2), 1e-9)
 	assert.Zero(t, cpuShare(time.Second, 0, 2))
 }
+
+// BenchmarkCeiling is the ceiling's list and read handlers in process
+// (no network) on generated rows: what one request costs the ceiling.
+func BenchmarkCeiling(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "c.db")
+	if err := seedCeilingGenerated(ctx, path, 100, 10, 2); err != nil {
+		b.Fatal(err)
+	}
+	key := []byte(strings.Repeat("k", 64))
+	s, err := openCeiling(ctx, path, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	h := s.handler()
+	tok := signHS256(key, 7, time.Now(), time.Hour)
+	for _, bc := range []struct{ name, path string }{{"list", pathRecords}, {"read", pathRecords + "65/"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := request("GET", "http://ceiling"+bc.path, tok, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatal(w.Code, w.Body.String())
+				}
+			}
+		})
+	}
+}

@@ -293,14 +293,25 @@ func (b *bench) scaleRun(ctx context.Context, bin, tmp, defaultDB string, baseli
 	}
 	sb.ds = ds
 
-	sc.Results = append(sc.Results, sb.measure(ctx, "list", "list", o.Conns, sb.genList()))
 	first, later, err := sb.doctorPages(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sc.Results = append(sc.Results,
-		sb.measure(ctx, "doctor-list", "doctor-list", o.Conns, sb.genGet(first, ds.Doctors[0].Token)),
-		sb.measure(ctx, "doctor-list-cursor", "doctor-list", o.Conns, sb.genGet(later, ds.Doctors[0].Token)))
+	for _, m := range []struct {
+		name, scenario string
+		g              gen
+	}{
+		{"list", "list", sb.genList()},
+		{"doctor-list", "doctor-list", sb.genGet(first, ds.Doctors[0].Token)},
+		{"doctor-list-cursor", "doctor-list", sb.genGet(later, ds.Doctors[0].Token)},
+	} {
+		r, err := sb.measure(ctx, m.name, m.scenario, o.Conns, m.g)
+		if err != nil {
+			_ = srv.stop()
+			return nil, err
+		}
+		sc.Results = append(sc.Results, r)
+	}
 	sc.Server.PeakRSSBytes = srv.peakRSS()
 	sc.Server.StartupSeconds = sc.StartupSeconds
 	return sc, srv.stop()

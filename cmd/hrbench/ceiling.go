@@ -1,8 +1,13 @@
 package main
 
-// The ceiling: the least a server can do for each kind of request, built
-// with the same libraries and SQLite settings as healthrecord, so that
-// "how far from the ceiling" is a fair question. It runs as a child
+// The ceiling: the least a careful server does for the same request and
+// the same answer, built with the same libraries and SQLite settings as
+// healthrecord, so that "how far from the ceiling" is a fair question. It
+// holds a copy of healthrecord's seeded records and comments (same ids,
+// same users), answers the same paths with the same JSON bytes (a list is
+// the patient's records with their comments; a read, one record with its
+// comments), verifies an HS256 token on every request, and does nothing
+// else: no audit entry, no revocation check, no cache. It runs as a child
 // process (this binary, re-executed) so that it has its own runtime and
 // resident set, as healthrecord does, rather than sharing the client's.
 
@@ -15,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -24,11 +30,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 	"golang.org/x/crypto/argon2"
 	_ "modernc.org/sqlite"
 
@@ -39,9 +44,9 @@ import (
 // HS256 key in hex (in the environment, not on the command line).
 const ceilingChildEnv = "HRBENCH_CEILING_KEY"
 
-// ceilingPragmas are healthrecord's durability settings (WAL,
-// synchronous=FULL, immediate write transactions).
-const ceilingPragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+// ceilingPragmas are healthrecord's settings (WAL, a busy timeout); the
+// synchronous level is set per pool.
+const ceilingPragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 
 // ceilingUsers is how many accounts the ceiling's sign-in knows.
 const ceilingUsers = 200
@@ -49,15 +54,55 @@ const ceilingUsers = 200
 // ceilingReadConns is the ceiling's read pool, as healthrecord's.
 const ceilingReadConns = 4
 
+// ceilingPage is the page size of a list, healthrecord's default.
+const ceilingPage = 50
+
+// The ceiling's paths: healthrecord's own, so that both get the same
+// requests, and the second insert ceiling under a prefix.
+const (
+	pathRecords      = "/api/records/"
+	pathNormalPrefix = "/normal"
+	pathSignin       = "/api/token/"
+)
+
+// The ceilings the scenarios are compared with.
+const (
+	ceilSelect       = "select"        // a patient's list: 10 records with their comments
+	ceilRead         = "read"          // one record with its comments
+	ceilInsertFull   = "insert FULL"   // one INSERT, its own commit, synchronous=FULL
+	ceilInsertNormal = "insert NORMAL" // one INSERT, its own commit, synchronous=NORMAL (WAL)
+	ceilMixed        = "mixed 80/20"   // 40% list, 40% read, 20% insert FULL
+	ceilSignin       = "signin"        // argon2id check + session row + token
+)
+
+// What the ceiling serves, for the report.
+const (
+	ceilingSourceAPI = "a copy of healthrecord's seeded records and comments"
+	ceilingSourceGen = "generated rows (healthrecord's database is not at hand with --url)"
+)
+
+// ceilingSource is what the ceiling serves: a copy of healthrecord's
+// database (FromDB), or, with --url, generated rows.
+type ceilingSource struct {
+	FromDB string
+	// Owners are the patients' user ids; Records[i] the record ids of
+	// Owners[i] (both filled for generated rows too).
+	Owners   []int64
+	Records  [][]int64
+	Comments int // per record, generated rows only
+}
+
 // ceiling is the parent's handle on the ceiling server.
 type ceiling struct {
 	proc   *serverProc
-	tokens []string // by owner - 1
+	src    ceilingSource
+	tokens []string // by owner index
+	Source string
 }
 
-// startCeiling starts the ceiling server with rows rows, perOwner per
-// owner, and signs a token for every owner.
-func startCeiling(ctx context.Context, tmp string, rows, perOwner int) (*ceiling, error) {
+// startCeiling starts the ceiling server on a copy of src and signs a
+// token for every owner.
+func startCeiling(ctx context.Context, tmp string, src ceilingSource) (*ceiling, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -69,62 +114,87 @@ func startCeiling(ctx context.Context, tmp string, rows, perOwner int) (*ceiling
 		return nil, err
 	}
 	db := filepath.Join(tmp, "ceiling.db")
-	cmd := exec.Command(exe, "--addr", addr, "--db", db, "--rows", strconv.Itoa(rows), "--per-owner", strconv.Itoa(perOwner))
+	args := []string{"--addr", addr, "--db", db}
+	if src.FromDB != "" {
+		args = append(args, "--from", src.FromDB)
+	} else {
+		perOwner := 1
+		if len(src.Records) > 0 {
+			perOwner = len(src.Records[0])
+		}
+		args = append(args, "--owners", strconv.Itoa(len(src.Owners)), "--per-owner", strconv.Itoa(perOwner),
+			"--comments", strconv.Itoa(src.Comments))
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), ceilingChildEnv+"="+hex.EncodeToString(key))
 	p, err := launch(ctx, cmd, "http://"+addr, db, filepath.Join(tmp, "ceiling.log"))
 	if err != nil {
 		return nil, err
 	}
-	owners := max(1, (rows+perOwner-1)/perOwner)
-	c := &ceiling{proc: p, tokens: make([]string, owners)}
-	for i := range c.tokens {
-		if c.tokens[i], err = signCeilingToken(key, int64(i+1)); err != nil {
-			_ = p.stop()
-			return nil, err
-		}
+	c := &ceiling{proc: p, src: src, tokens: make([]string, len(src.Owners)), Source: ceilingSourceGen}
+	if src.FromDB != "" {
+		c.Source = ceilingSourceAPI
+	}
+	now := time.Now()
+	for i, id := range src.Owners {
+		c.tokens[i] = signHS256(key, id, now, 2*time.Hour)
 	}
 	return c, nil
 }
 
+// generatedSource is the ceiling's data set when healthrecord's database
+// is not at hand: owners 1..owners with perOwner records each, numbered
+// in insertion order as the ceiling's seeding numbers them.
+func generatedSource(owners, perOwner, comments int) ceilingSource {
+	src := ceilingSource{Owners: make([]int64, owners), Records: make([][]int64, owners), Comments: comments}
+	for i := range owners {
+		src.Owners[i] = int64(i + 1)
+		for j := range perOwner {
+			src.Records[i] = append(src.Records[i], int64(i*perOwner+j+1))
+		}
+	}
+	return src
+}
+
 func (c *ceiling) stop() error { return c.proc.stop() }
 
-// gen is the request load of one ceiling.
+// gen is the request load of one ceiling: the same requests as the
+// scenario it bounds, with the ceiling's tokens.
 func (c *ceiling) gen(name string) gen {
+	base := c.proc.url
 	list := func(rng *mrand.Rand) *http.Request {
-		return request("GET", c.proc.url+"/list", c.tokens[rng.IntN(len(c.tokens))], nil)
+		return request("GET", base+pathRecords, c.tokens[rng.IntN(len(c.tokens))], nil)
 	}
-	insert := func(rng *mrand.Rand) *http.Request {
-		title, content := recordText(rng)
-		body, _ := json.Marshal(map[string]any{"title": title, "content": content, "doctor": 1 + rng.IntN(50)})
-		return request("POST", c.proc.url+"/insert", c.tokens[rng.IntN(len(c.tokens))], body)
+	read := func(rng *mrand.Rand) *http.Request {
+		i := rng.IntN(len(c.tokens))
+		recs := c.src.Records[i]
+		return request("GET", base+pathRecords+strconv.FormatInt(recs[rng.IntN(len(recs))], 10)+"/", c.tokens[i], nil)
+	}
+	insert := func(prefix string) gen {
+		return func(rng *mrand.Rand) *http.Request {
+			title, content := recordText(rng)
+			body, _ := json.Marshal(map[string]any{"title": title, "content": content, "doctor": 1 + rng.IntN(50)})
+			return request("POST", base+prefix+pathRecords, c.tokens[rng.IntN(len(c.tokens))], body)
+		}
 	}
 	switch name {
 	case ceilSelect:
 		return list
-	case ceilInsert:
-		return insert
+	case ceilRead:
+		return read
+	case ceilInsertFull:
+		return insert("")
+	case ceilInsertNormal:
+		return insert(pathNormalPrefix)
 	case ceilMixed:
-		return weighted([]int{80, 20}, []gen{list, insert})
+		return weighted([]int{40, 40, 20}, []gen{list, read, insert("")})
 	case ceilSignin:
 		return func(rng *mrand.Rand) *http.Request {
 			body, _ := json.Marshal(map[string]string{"username": "u" + strconv.Itoa(rng.IntN(ceilingUsers)), "password": benchPassword})
-			return request("POST", c.proc.url+"/signin", "", body)
+			return request("POST", base+pathSignin, "", body)
 		}
 	}
 	panic("unknown ceiling " + name)
-}
-
-func signCeilingToken(key []byte, userID int64) (string, error) {
-	now := time.Now()
-	jti := make([]byte, 16)
-	_, _ = rand.Read(jti)
-	tok, err := jwt.NewBuilder().Claim("token_type", "access").Claim("user_id", userID).
-		IssuedAt(now).Expiration(now.Add(2 * time.Hour)).JwtID(hex.EncodeToString(jti)).Build()
-	if err != nil {
-		return "", err
-	}
-	b, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, key))
-	return string(b), err
 }
 
 // ceilingChild is the ceiling server's main.
@@ -136,39 +206,30 @@ func ceilingChild(args []string) error {
 	fs := flag.NewFlagSet("ceiling", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	dbPath := fs.String("db", "ceiling.db", "SQLite file")
-	rows := fs.Int("rows", 10000, "rows to seed")
-	perOwner := fs.Int("per-owner", 10, "rows per owner")
+	from := fs.String("from", "", "copy records and comments from this healthrecord database")
+	owners := fs.Int("owners", 1000, "generated rows: owners")
+	perOwner := fs.Int("per-owner", 10, "generated rows: records per owner")
+	comments := fs.Int("comments", 2, "generated rows: comments per record")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	base := "file:" + *dbPath + "?" + ceilingPragmas
-	write, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	if *from != "" {
+		err = seedCeilingFrom(ctx, *dbPath, *from)
+	} else {
+		err = seedCeilingGenerated(ctx, *dbPath, *owners, max(1, *perOwner), *comments)
+	}
 	if err != nil {
 		return err
 	}
-	defer write.Close()
-	write.SetMaxOpenConns(1)
-	if err := seedCeiling(ctx, write, *rows, max(1, *perOwner)); err != nil {
-		return err
-	}
-	read, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	s, err := openCeiling(ctx, *dbPath, key)
 	if err != nil {
 		return err
 	}
-	defer read.Close()
-	read.SetMaxOpenConns(ceilingReadConns)
-	read.SetMaxIdleConns(ceilingReadConns)
-
-	s := &ceilingServer{key: key, read: read, write: write, hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
-	mux.HandleFunc("GET /list", s.list)
-	mux.HandleFunc("POST /insert", s.insert)
-	mux.HandleFunc("POST /signin", s.signin)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	defer s.Close()
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -180,178 +241,431 @@ func ceilingChild(args []string) error {
 	return nil
 }
 
-// seedCeiling makes the table (indexed as healthrecord's records by
-// patient) and its rows, and the sign-in accounts.
-func seedCeiling(ctx context.Context, db *sql.DB, rows, perOwner int) error {
-	p := password.DefaultParams
-	salt := make([]byte, p.SaltLen)
-	_, _ = rand.Read(salt)
-	hash := argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, q := range []string{
-		`CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, owner INTEGER NOT NULL, doctor INTEGER,
-		   title TEXT NOT NULL, content TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`,
-		`CREATE INDEX items_owner ON items (owner, created_at DESC, id DESC)`,
-		`CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, salt BLOB NOT NULL, hash BLOB NOT NULL)`,
-		`CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id INTEGER NOT NULL, created_at INTEGER NOT NULL)`,
-	} {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return err
-		}
-	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO items (owner, doctor, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	t0 := time.Now().Add(-time.Duration(rows) * time.Millisecond).UnixNano()
-	for i := range rows {
-		rng := mrand.New(mrand.NewPCG(uint64(i), 7))
-		title, content := recordText(rng)
-		at := t0 + int64(i)*int64(time.Millisecond)
-		if _, err := ins.ExecContext(ctx, 1+i/perOwner, 1+i%50, title, content, at, at); err != nil {
-			return err
-		}
-	}
-	for i := range ceilingUsers {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, username, salt, hash) VALUES (?, ?, ?, ?)`,
-			i+1, "u"+strconv.Itoa(i), salt, hash); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+// ceilingSchema is healthrecord's records and comments (columns and
+// indexes the ceiling's statements use) and the sign-in tables.
+var ceilingSchema = []string{
+	`CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, patient_id INTEGER NOT NULL, doctor_id INTEGER,
+	   title TEXT NOT NULL, content TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`,
+	`CREATE INDEX records_patient ON records (patient_id, created_at DESC, id DESC)`,
+	`CREATE TABLE comments (id INTEGER PRIMARY KEY AUTOINCREMENT, record_id INTEGER NOT NULL, doctor_id INTEGER NOT NULL,
+	   comment TEXT NOT NULL, created_at INTEGER NOT NULL)`,
+	`CREATE INDEX comments_record ON comments (record_id, created_at, id)`,
+	`CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, salt BLOB NOT NULL, hash BLOB NOT NULL)`,
+	`CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id INTEGER NOT NULL, created_at INTEGER NOT NULL)`,
 }
 
+// createCeilingDB makes the ceiling's schema and sign-in accounts and
+// calls fill in the same transaction.
+func createCeilingDB(ctx context.Context, path string, fill func(tx *sql.Tx) error) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?"+ceilingPragmas+"&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		for _, q := range ceilingSchema {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		p := password.DefaultParams
+		salt := make([]byte, p.SaltLen)
+		_, _ = rand.Read(salt)
+		hash := argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+		for i := range ceilingUsers {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, username, salt, hash) VALUES (?, ?, ?, ?)`,
+				i+1, "u"+strconv.Itoa(i), salt, hash); err != nil {
+				return err
+			}
+		}
+		return fill(tx)
+	})
+}
+
+// seedCeilingFrom copies healthrecord's records and comments, ids and
+// all, so that both servers answer the same request with the same rows.
+func seedCeilingFrom(ctx context.Context, path, from string) error {
+	return createCeilingDB(ctx, path, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `ATTACH DATABASE ? AS src`, from); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`INSERT INTO records (id, patient_id, doctor_id, title, content, created_at, updated_at)
+			 SELECT id, patient_id, doctor_id, title, content, created_at, updated_at FROM src.records`,
+			`INSERT INTO comments (id, record_id, doctor_id, comment, created_at)
+			 SELECT id, record_id, doctor_id, comment, created_at FROM src.comments`,
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// seedCeilingGenerated writes owners × perOwner records, each with
+// comments comments, in the shape the API seeding gives.
+func seedCeilingGenerated(ctx context.Context, path string, owners, perOwner, comments int) error {
+	return createCeilingDB(ctx, path, func(tx *sql.Tx) error {
+		rec, err := tx.PrepareContext(ctx, `INSERT INTO records (patient_id, doctor_id, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		com, err := tx.PrepareContext(ctx, `INSERT INTO comments (record_id, doctor_id, comment, created_at) VALUES (?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		rows := owners * perOwner
+		t0 := time.Now().Add(-time.Duration(rows) * time.Millisecond).UnixNano()
+		for i := range rows {
+			rng := mrand.New(mrand.NewPCG(uint64(i), 7))
+			title, content := recordText(rng)
+			at := t0 + int64(i)*int64(time.Millisecond)
+			doctor := 1 + i%50
+			if _, err := rec.ExecContext(ctx, 1+i/perOwner, doctor, title, content, at, at); err != nil {
+				return err
+			}
+			for j := range comments {
+				if _, err := com.ExecContext(ctx, i+1, doctor, commentText(rng), at+int64(j+1)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// ceilingServer answers the ceiling's requests.
 type ceilingServer struct {
-	key         []byte
-	read, write *sql.DB
-	hashSem     chan struct{}
+	auth                    hs256
+	read, writeFull, writeN *sql.DB
+	list, one               *sql.Stmt
+	insFull, insNormal      *sql.Stmt
+	signinUser, signinSess  *sql.Stmt
+	hashSem                 chan struct{}
+	scratch                 chan *ceilingScratch
 }
 
-// userID verifies the bearer token (HS256 pinned) and returns its user_id.
-func (s *ceilingServer) userID(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
-		http.Error(w, `{"detail":"no token"}`, http.StatusUnauthorized)
-		return 0, false
+// openCeiling opens the ceiling's pools on its seeded database and
+// prepares its statements.
+func openCeiling(ctx context.Context, path string, key []byte) (*ceilingServer, error) {
+	base := "file:" + path + "?" + ceilingPragmas
+	s := &ceilingServer{auth: newHS256(key), hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
+	var err error
+	open := func(dsn string, conns int) *sql.DB {
+		if err != nil {
+			return nil
+		}
+		var db *sql.DB
+		if db, err = sql.Open("sqlite", dsn); err == nil {
+			db.SetMaxOpenConns(conns)
+			db.SetMaxIdleConns(conns)
+			db.SetConnMaxIdleTime(0)
+		}
+		return db
 	}
-	tok, err := jwt.ParseString(h[len(prefix):], jwt.WithKey(jwa.HS256, s.key), jwt.WithValidate(true))
+	s.read = open(base+"&_pragma=query_only(1)", ceilingReadConns)
+	s.writeFull = open(base+"&_pragma=synchronous(FULL)", 1)
+	s.writeN = open(base+"&_pragma=synchronous(NORMAL)", 1)
+	prep := func(db *sql.DB, q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, q)
+		return st
+	}
+	// One statement per answer, as healthrecord's uncached path: the page
+	// (or the record) joined with its comments, oldest comment first.
+	s.list = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
+		  c.id, c.doctor_id, c.comment, c.created_at
+		FROM (SELECT id, patient_id, doctor_id, title, content, created_at, updated_at FROM records
+		      WHERE patient_id = ?1 ORDER BY created_at DESC, id DESC LIMIT `+strconv.Itoa(ceilingPage)+`) r
+		LEFT JOIN comments c ON c.record_id = r.id
+		ORDER BY r.created_at DESC, r.id DESC, c.created_at, c.id`)
+	s.one = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
+		  c.id, c.doctor_id, c.comment, c.created_at
+		FROM records r LEFT JOIN comments c ON c.record_id = r.id
+		WHERE r.id = ?1 AND (r.patient_id = ?2 OR r.doctor_id = ?2)
+		ORDER BY c.created_at, c.id`)
+	const ins = `INSERT INTO records (patient_id, doctor_id, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
+	s.insFull = prep(s.writeFull, ins)
+	s.insNormal = prep(s.writeN, ins)
+	s.signinUser = prep(s.read, `SELECT id, salt, hash FROM users WHERE username = ?`)
+	s.signinSess = prep(s.writeFull, `INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)`)
 	if err != nil {
-		http.Error(w, `{"detail":"bad token"}`, http.StatusUnauthorized)
-		return 0, false
+		s.Close()
+		return nil, err
 	}
-	v, _ := tok.Get("user_id")
-	f, ok := v.(float64)
-	if !ok {
-		http.Error(w, `{"detail":"bad token"}`, http.StatusUnauthorized)
-		return 0, false
-	}
-	return int64(f), true
+	// A free list rather than a sync.Pool: a collection never empties it,
+	// so a steady load allocates no scratch at all.
+	s.scratch = make(chan *ceilingScratch, 256)
+	return s, nil
 }
 
-type ceilingItem struct {
-	ID        int64  `json:"id"`
-	Owner     int64  `json:"patient"`
-	Doctor    *int64 `json:"doctor"`
-	Title     string `json:"title"`
-	Content   string `json:"content"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
+// Close closes the pools (and with them the statements).
+func (s *ceilingServer) Close() error {
+	var errs []error
+	for _, db := range []*sql.DB{s.read, s.writeFull, s.writeN} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
-func nanosText(n int64) string { return time.Unix(0, n).UTC().Format(time.RFC3339Nano) }
+func (s *ceilingServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		writeCeilingBody(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET "+pathRecords+"{$}", s.handleList)
+	mux.HandleFunc("GET "+pathRecords+"{id}/{$}", s.handleRead)
+	mux.HandleFunc("POST "+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, s.insFull) })
+	mux.HandleFunc("POST "+pathNormalPrefix+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, s.insNormal) })
+	mux.HandleFunc("POST "+pathSignin+"{$}", s.handleSignin)
+	return mux
+}
 
-func writeJSONBody(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+// ceilingScratch is one request's reusable memory: the answer's buffer,
+// the token's decoding space and the row's scan targets.
+type ceilingScratch struct {
+	buf  []byte
+	tok  [1024]byte
+	row  ceilingRow
+	dest []any
+}
+
+type ceilingRow struct {
+	id, patient, cat, uat int64
+	doctor                sql.NullInt64
+	title, content        string
+	cid, cdoctor, ccat    sql.NullInt64
+	ctext                 sql.NullString
+}
+
+func (s *ceilingServer) getScratch() *ceilingScratch {
+	select {
+	case sc := <-s.scratch:
+		return sc
+	default:
+	}
+	sc := &ceilingScratch{buf: make([]byte, 0, 16<<10)}
+	r := &sc.row
+	sc.dest = []any{&r.id, &r.patient, &r.doctor, &r.title, &r.content, &r.cat, &r.uat, &r.cid, &r.cdoctor, &r.ctext, &r.ccat}
+	return sc
+}
+
+func (s *ceilingServer) putScratch(sc *ceilingScratch) {
+	if cap(sc.buf) > 256<<10 { // one huge answer does not pin its memory
+		sc.buf = make([]byte, 0, 16<<10)
+	}
+	sc.row.title, sc.row.content, sc.row.ctext = "", "", sql.NullString{}
+	select {
+	case s.scratch <- sc:
+	default:
+	}
+}
+
+// jsonContentType is shared by every answer: net/http only reads it.
+var jsonContentType = []string{"application/json"}
+
+func writeCeilingBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }
 
-// list is one indexed 10-row SELECT.
-func (s *ceilingServer) list(w http.ResponseWriter, r *http.Request) {
-	owner, ok := s.userID(w, r)
+var (
+	bodyNoToken   = []byte(`{"detail":"Authentication credentials were not provided."}`)
+	bodyBadToken  = []byte(`{"detail":"Given token not valid for any token type","code":"token_not_valid"}`)
+	bodyNotFound  = []byte(`{"detail":"Not found."}`)
+	bodyBadBody   = []byte(`{"detail":"JSON parse error"}`)
+	bodyBadSignin = []byte(`{"detail":"No active account found with the given credentials"}`)
+)
+
+// user verifies the request's bearer token into sc and returns its
+// user_id; on failure it has answered.
+func (s *ceilingServer) user(w http.ResponseWriter, r *http.Request, sc *ceilingScratch) (int64, bool) {
+	const prefix = "Bearer "
+	h := r.Header["Authorization"]
+	if len(h) != 1 || !strings.HasPrefix(h[0], prefix) {
+		writeCeilingBody(w, http.StatusUnauthorized, bodyNoToken)
+		return 0, false
+	}
+	id, ok := s.auth.verify(h[0][len(prefix):], time.Now().Unix(), &sc.tok)
+	if !ok {
+		writeCeilingBody(w, http.StatusUnauthorized, bodyBadToken)
+	}
+	return id, ok
+}
+
+// handleList answers a patient's first page: their records, newest
+// first, each with its comments.
+func (s *ceilingServer) handleList(w http.ResponseWriter, r *http.Request) {
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	uid, ok := s.user(w, r, sc)
 	if !ok {
 		return
 	}
-	rows, err := s.read.QueryContext(r.Context(),
-		`SELECT id, owner, doctor, title, content, created_at, updated_at FROM items
-		 WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT 10`, owner)
+	body, _, err := s.records(r.Context(), sc, s.list, uid)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	writeCeilingBody(w, http.StatusOK, body)
+}
+
+// handleRead answers one record the caller owns or is assigned, with its
+// comments; anything else is 404.
+func (s *ceilingServer) handleRead(w http.ResponseWriter, r *http.Request) {
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	uid, ok := s.user(w, r, sc)
+	if !ok {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeCeilingBody(w, http.StatusNotFound, bodyNotFound)
+		return
+	}
+	body, n, err := s.records(r.Context(), sc, s.one, id, uid)
+	switch {
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	case n == 0:
+		writeCeilingBody(w, http.StatusNotFound, bodyNotFound)
+	default:
+		// records wrote an array of one: the answer is its element.
+		writeCeilingBody(w, http.StatusOK, body[1:len(body)-1])
+	}
+}
+
+// records runs st (records joined with their comments, grouped by
+// record) and appends them to sc.buf as a JSON array; n is how many
+// records there were.
+func (s *ceilingServer) records(ctx context.Context, sc *ceilingScratch, st *sql.Stmt, args ...any) ([]byte, int, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, 0, err
 	}
 	defer rows.Close()
-	out := make([]ceilingItem, 0, 10)
+	b := append(sc.buf[:0], '[')
+	row := &sc.row
+	n, last := 0, int64(0)
 	for rows.Next() {
-		var it ceilingItem
-		var doctor sql.NullInt64
-		var c, u int64
-		if err := rows.Scan(&it.ID, &it.Owner, &doctor, &it.Title, &it.Content, &c, &u); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		if err := rows.Scan(sc.dest...); err != nil {
+			return nil, 0, err
 		}
-		if doctor.Valid {
-			it.Doctor = &doctor.Int64
+		if n == 0 || row.id != last {
+			if n > 0 {
+				b = append(b, "]},"...)
+			}
+			n, last = n+1, row.id
+			b = appendRecordHead(b, row.id, row.patient, row.doctor.Int64, row.title, row.content, row.cat, row.uat)
+		} else {
+			b = append(b, ',')
 		}
-		it.CreatedAt, it.UpdatedAt = nanosText(c), nanosText(u)
-		out = append(out, it)
+		if row.cid.Valid {
+			b = appendComment(b, row.cid.Int64, row.id, row.cdoctor.Int64, row.ctext.String, row.ccat.Int64)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil, 0, err
 	}
-	writeJSONBody(w, http.StatusOK, out)
+	if n > 0 {
+		b = append(b, "]}"...)
+	}
+	b = append(b, ']')
+	sc.buf = b
+	return b, n, nil
 }
 
-// insert is one single-row INSERT, committed on its own (one fsync).
-func (s *ceilingServer) insert(w http.ResponseWriter, r *http.Request) {
-	owner, ok := s.userID(w, r)
+// insertBody is a create's body.
+type insertBody struct {
+	Title   string `json:"title"`
+	Content string `json:"content"`
+	Doctor  *int64 `json:"doctor"`
+}
+
+// handleInsert is one single-row INSERT in its own commit through st
+// (synchronous=FULL or NORMAL), answered with the created record.
+func (s *ceilingServer) handleInsert(w http.ResponseWriter, r *http.Request, st *sql.Stmt) {
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	uid, ok := s.user(w, r, sc)
 	if !ok {
 		return
 	}
-	var in struct {
-		Title   string `json:"title"`
-		Content string `json:"content"`
-		Doctor  *int64 `json:"doctor"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil || in.Title == "" {
-		http.Error(w, `{"detail":"bad body"}`, http.StatusBadRequest)
+	var in insertBody
+	body, err := readLimited(r, sc.buf[:0], 1<<20)
+	sc.buf = body[:0]
+	if err != nil || json.Unmarshal(body, &in) != nil || in.Title == "" {
+		writeCeilingBody(w, http.StatusBadRequest, bodyBadBody)
 		return
 	}
 	now := time.Now().UnixNano()
-	res, err := s.write.ExecContext(r.Context(),
-		`INSERT INTO items (owner, doctor, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		owner, in.Doctor, in.Title, in.Content, now, now)
+	var doctor any
+	if in.Doctor != nil {
+		doctor = *in.Doctor
+	}
+	res, err := st.ExecContext(r.Context(), uid, doctor, in.Title, in.Content, now, now)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	id, _ := res.LastInsertId()
-	writeJSONBody(w, http.StatusCreated, ceilingItem{ID: id, Owner: owner, Doctor: in.Doctor, Title: in.Title,
-		Content: in.Content, CreatedAt: nanosText(now), UpdatedAt: nanosText(now)})
+	var d int64
+	if in.Doctor != nil {
+		d = *in.Doctor
+	}
+	b := appendRecordHead(sc.buf[:0], id, uid, d, in.Title, in.Content, now, now)
+	b = append(b, "]}"...)
+	sc.buf = b
+	writeCeilingBody(w, http.StatusCreated, b)
 }
 
-// signin is a bare sign-in: look the user up, check the password with
-// the same argon2id cost and concurrency bound, record a session, sign a
-// token.
-func (s *ceilingServer) signin(w http.ResponseWriter, r *http.Request) {
+// readLimited appends r's body to dst, at most limit bytes.
+func readLimited(r *http.Request, dst []byte, limit int) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Body.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if len(dst) > limit {
+			return dst, errors.New("body too large")
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return dst, nil
+			}
+			return dst, err
+		}
+	}
+}
+
+// handleSignin is a bare sign-in: look the user up, check the password
+// with the same argon2id cost and concurrency bound, record a session,
+// sign a token.
+func (s *ceilingServer) handleSignin(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil {
-		http.Error(w, `{"detail":"bad body"}`, http.StatusBadRequest)
+		writeCeilingBody(w, http.StatusBadRequest, bodyBadBody)
 		return
 	}
 	var id int64
 	var salt, hash []byte
-	err := s.read.QueryRowContext(r.Context(), `SELECT id, salt, hash FROM users WHERE username = ?`, in.Username).Scan(&id, &salt, &hash)
-	if err != nil {
-		http.Error(w, `{"detail":"No active account found with the given credentials"}`, http.StatusUnauthorized)
+	if err := s.signinUser.QueryRowContext(r.Context(), in.Username).Scan(&id, &salt, &hash); err != nil {
+		writeCeilingBody(w, http.StatusUnauthorized, bodyBadSignin)
 		return
 	}
 	p := password.DefaultParams
@@ -363,20 +677,15 @@ func (s *ceilingServer) signin(w http.ResponseWriter, r *http.Request) {
 	got := argon2.IDKey([]byte(in.Password), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
 	<-s.hashSem
 	if subtle.ConstantTimeCompare(got, hash) != 1 {
-		http.Error(w, `{"detail":"No active account found with the given credentials"}`, http.StatusUnauthorized)
+		writeCeilingBody(w, http.StatusUnauthorized, bodyBadSignin)
 		return
 	}
 	sid := make([]byte, 16)
 	_, _ = rand.Read(sid)
-	if _, err := s.write.ExecContext(r.Context(), `INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)`,
-		hex.EncodeToString(sid), id, time.Now().UnixNano()); err != nil {
+	if _, err := s.signinSess.ExecContext(r.Context(), hex.EncodeToString(sid), id, time.Now().UnixNano()); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	tok, err := signCeilingToken(s.key, id)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeJSONBody(w, http.StatusOK, map[string]string{"access": tok})
+	tok := signHS256(s.auth.key, id, time.Now(), 5*time.Minute)
+	writeCeilingBody(w, http.StatusOK, []byte(`{"access":"`+tok+`"}`))
 }

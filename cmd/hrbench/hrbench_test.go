@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +26,36 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
+// The healthrecord binary, built once for every test that needs it.
+var (
+	buildOnce sync.Once
+	builtDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// serverBin builds ./cmd/healthrecord once per test binary. The bound is
+// generous: on a loaded machine a cold build takes minutes, and a build
+// that is merely slow must not fail the test.
+func serverBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if builtDir, buildErr = os.MkdirTemp("", "hrbench-test-"); buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		builtBin, buildErr = buildServer(ctx, builtDir)
+	})
+	require.NoError(t, buildErr, "building healthrecord")
+	return builtBin
 }
 
 func durs(ms ...int) []time.Duration {
@@ -73,10 +103,16 @@ func TestSummarize_SortsAndCountsOnlyOK(t *testing.T) {
 	assert.InDelta(t, 4.0, r.P99ms, 1e-9)
 	assert.InDelta(t, 4.0, r.MaxMs, 1e-9)
 
-	withC := withCeiling(r, []Result{{Name: ceilSelect, RPS: 8}, {Name: ceilInsert, RPS: 1}}, ceilSelect)
+	withC := withCeilings(r, []Result{{Name: ceilSelect, RPS: 8}, {Name: ceilInsertFull, RPS: 1}}, []string{ceilSelect})
 	assert.InDelta(t, 8.0, withC.CeilingRPS, 1e-9)
 	assert.InDelta(t, 0.25, withC.Ratio, 1e-9)
-	none := withCeiling(r, nil, ceilSelect)
+	assert.Empty(t, withC.MoreCeilings)
+	two := withCeilings(r, []Result{{Name: ceilInsertNormal, RPS: 4}, {Name: ceilInsertFull, RPS: 1}}, []string{ceilInsertNormal, ceilInsertFull})
+	assert.Equal(t, ceilInsertNormal, two.Ceiling)
+	assert.InDelta(t, 0.5, two.Ratio, 1e-9)
+	require.Len(t, two.MoreCeilings, 1)
+	assert.Equal(t, CeilingRatio{Ceiling: ceilInsertFull, CeilingRPS: 1, Ratio: 2}, two.MoreCeilings[0])
+	none := withCeilings(r, nil, []string{ceilSelect})
 	assert.Zero(t, none.Ratio, "no ceiling, no ratio")
 }
 
@@ -186,11 +222,14 @@ func TestRun_AgainstRealServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	bin := serverBin(t)
+	// The limit only stops a hung run: seeding hashes passwords, which is
+	// slow on purpose and slower still on a busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"--patients", "5", "--doctors", "2", "--records-per-patient", "2", "--comments", "1",
+	err := run(ctx, []string{"--server-bin", bin, "--patients", "5", "--doctors", "2", "--records-per-patient", "2", "--comments", "1",
 		"--duration", "300ms", "--warmup", "100ms", "--conns", "4", "--scenarios", "list,create", "--records", "300", "--json", jsonPath},
 		&stdout, &stderr)
 	require.NoError(t, err, stderr.String())
@@ -226,4 +265,55 @@ func TestRun_AgainstRealServer(t *testing.T) {
 		assert.Zero(t, r.Errors, "scale %s: %v", r.Name, r.ErrorCodes)
 		assert.Positive(t, r.OK, r.Name)
 	}
+}
+
+// TestRun_WrkClient runs the tool with --client wrk on a tiny data set:
+// every scenario wrk drives answers without errors, each line has its
+// ceilings (two for create) and the clients' CPU shares, and the JSON
+// report carries them.
+func TestRun_WrkClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	requireWrk(t)
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"--server-bin", bin, "--client", "wrk", "--wrk-threads", "1", "--patients", "4", "--doctors", "2",
+		"--records-per-patient", "2", "--comments", "1", "--duration", "1s", "--warmup", "0s", "--conns", "2",
+		"--scenarios", "list,read,create", "--json", jsonPath}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+
+	var rep Report
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &rep))
+	assert.Equal(t, ceilingSourceAPI, rep.CeilingSource)
+	require.Len(t, rep.Results, 3)
+	for i, want := range []string{"list", "read", "create"} {
+		r := rep.Results[i]
+		assert.Equal(t, want, r.Name)
+		assert.Equal(t, clientWrk, r.Client)
+		assert.Zero(t, r.Errors, "%s: %v", r.Name, r.ErrorCodes)
+		assert.Positive(t, r.OK, r.Name)
+		assert.Positive(t, r.CeilingRPS, r.Name)
+		assert.Positive(t, r.ClientCPUShare, r.Name)
+		assert.Positive(t, r.ServerCPUShare, r.Name)
+	}
+	assert.Equal(t, ceilSelect, rep.Results[0].Ceiling)
+	assert.Equal(t, ceilRead, rep.Results[1].Ceiling)
+	assert.Equal(t, ceilInsertNormal, rep.Results[2].Ceiling)
+	require.Len(t, rep.Results[2].MoreCeilings, 1)
+	assert.Equal(t, ceilInsertFull, rep.Results[2].MoreCeilings[0].Ceiling)
+	names := map[string]bool{}
+	for _, c := range rep.Ceilings {
+		names[c.Name] = true
+		assert.Zero(t, c.Errors, "ceiling %s: %v", c.Name, c.ErrorCodes)
+		assert.Positive(t, c.OK, c.Name)
+	}
+	assert.Equal(t, map[string]bool{ceilSelect: true, ceilRead: true, ceilInsertNormal: true, ceilInsertFull: true}, names)
+	assert.Equal(t, len(ceilingWarnings(rep.Results)), len(rep.Warnings), "the report carries the warnings")
+	assert.Contains(t, stdout.String(), "client CPU")
 }

@@ -39,6 +39,18 @@ type loadResult struct {
 	Lat     []time.Duration
 	Errors  int
 	Codes   map[string]int
+	// Quantiles replaces Lat when the client (wrk) summarizes itself.
+	Quantiles *quantiles
+	// ClientCPU is the CPU time the load generator spent over ClientWall;
+	// ServerCPU the server's over the same time (0 when unknown).
+	ClientCPU, ClientWall, ServerCPU time.Duration
+}
+
+// quantiles are latencies a client reported already summarized, and the
+// count of 2xx answers.
+type quantiles struct {
+	OK                 int
+	P50, P95, P99, Max time.Duration
 }
 
 // drive runs conns workers, each sending g's requests one after another
@@ -50,6 +62,7 @@ func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, g ge
 		codes map[string]int
 		errs  int
 	}
+	cpu0 := selfCPU()
 	ws := make([]worker, conns)
 	expect := int(d.Seconds()*20000)/conns + 64 // preallocated for up to 20k req/s in total
 	start := time.Now()
@@ -86,6 +99,7 @@ func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, g ge
 	}
 	wg.Wait()
 	r := loadResult{Conns: conns, Elapsed: time.Since(start), Codes: map[string]int{}}
+	r.ClientCPU, r.ClientWall = selfCPU()-cpu0, r.Elapsed
 	n := 0
 	for _, w := range ws {
 		n += len(w.lat)
@@ -147,42 +161,76 @@ type bench struct {
 	srv    *serverProc // nil with --url
 	ds     *dataset
 	ceil   *ceiling
+	tmp    string // for wrk's scripts
 }
 
-// measure warms up, then drives g against healthrecord and summarizes,
-// sampling the server's RSS meanwhile.
-func (b *bench) measure(ctx context.Context, name, scenario string, conns int, g gen) Result {
-	if b.o.Warmup > 0 {
-		drive(ctx, b.client, conns, b.o.Warmup, g)
+// drive runs one load with the selected client and measures the CPU the
+// client and the server (pid, 0 if unknown) spent meanwhile.
+func (b *bench) drive(ctx context.Context, conns int, d time.Duration, g gen, pid int) (loadResult, error) {
+	srv0 := procCPU(pid)
+	var r loadResult
+	if b.o.Client == clientWrk {
+		var err error
+		if r, err = runWrk(ctx, b.tmp, g, conns, b.o.WrkThreads, d); err != nil {
+			return r, err
+		}
+	} else {
+		r = drive(ctx, b.client, conns, d, g)
 	}
+	if pid != 0 {
+		r.ServerCPU = procCPU(pid) - srv0
+	}
+	return r, nil
+}
+
+// measureOn warms up, then drives g against the server with pid and
+// summarizes, sampling the server's RSS meanwhile.
+func (b *bench) measureOn(ctx context.Context, name, scenario, target string, pid, conns int, g gen) (Result, error) {
+	if b.o.Warmup > 0 {
+		if _, err := b.drive(ctx, conns, b.o.Warmup, g, 0); err != nil {
+			return Result{}, err
+		}
+	}
+	stop := sampleRSS(pid)
+	lr, err := b.drive(ctx, conns, b.o.Duration, g, pid)
+	rss := stop()
+	if err != nil {
+		return Result{}, err
+	}
+	r := summarize(name, scenario, target, lr)
+	r.Client = b.o.Client
+	if target == "healthrecord" {
+		r.PeakRSSByte = rss
+	}
+	label := name
+	if target != "healthrecord" {
+		label = target + " " + name
+	}
+	b.logf("%-22s %8.0f req/s  p99 %s  errors %d  client CPU %.0f%%", label, r.RPS, fmtMs(r.P99ms), r.Errors, 100*r.ClientCPUShare)
+	return r, nil
+}
+
+// measure is measureOn against healthrecord.
+func (b *bench) measure(ctx context.Context, name, scenario string, conns int, g gen) (Result, error) {
 	pid := 0
 	if b.srv != nil {
 		pid = b.srv.cmd.Process.Pid
 	}
-	stop := sampleRSS(pid)
-	r := summarize(name, scenario, "healthrecord", drive(ctx, b.client, conns, b.o.Duration, g))
-	r.PeakRSSByte = stop()
-	b.logf("%-22s %8.0f req/s  p99 %s  errors %d", name, r.RPS, fmtMs(r.P99ms), r.Errors)
-	return r
+	return b.measureOn(ctx, name, scenario, "healthrecord", pid, conns, g)
 }
 
-// measureCeiling is measure against the ceiling server.
-func (b *bench) measureCeiling(ctx context.Context, name string, g gen) Result {
-	if b.o.Warmup > 0 {
-		drive(ctx, b.client, b.o.Conns, b.o.Warmup, g)
-	}
-	r := summarize(name, name, "ceiling", drive(ctx, b.client, b.o.Conns, b.o.Duration, g))
-	b.logf("%-22s %8.0f req/s  p99 %s  errors %d", "ceiling "+name, r.RPS, fmtMs(r.P99ms), r.Errors)
-	return r
+// The line names of the ceilings each scenario is compared with: the
+// first is the line's ratio column, the others are further ratios.
+var scenarioCeilings = map[string][]string{
+	"list":         {ceilSelect},
+	"read":         {ceilRead},
+	"doctor-list":  {ceilSelect},
+	"signin":       {ceilSignin},
+	"signin-storm": {ceilSelect},
+	"create":       {ceilInsertNormal, ceilInsertFull},
+	"comment":      {ceilInsertNormal, ceilInsertFull},
+	"mixed":        {ceilMixed},
 }
-
-// The ceilings each scenario is compared with.
-const (
-	ceilSelect = "select"
-	ceilInsert = "insert"
-	ceilMixed  = "mixed 80/20"
-	ceilSignin = "signin"
-)
 
 // runScenarios runs the selected scenarios in their fixed order. Each
 // ceiling is measured just before the first scenario compared with it, so
@@ -193,14 +241,21 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 	for _, s := range b.o.Scenarios {
 		sel[s] = true
 	}
-	ceiling := func(name string) string {
-		for _, c := range rep.Ceilings {
-			if c.Name == name {
-				return name
+	measureCeilings := func(names []string) error {
+	next:
+		for _, name := range names {
+			for _, c := range rep.Ceilings {
+				if c.Name == name {
+					continue next
+				}
 			}
+			r, err := b.measureOn(ctx, name, name, "ceiling", b.ceil.proc.cmd.Process.Pid, b.o.Conns, b.ceil.gen(name))
+			if err != nil {
+				return err
+			}
+			rep.Ceilings = append(rep.Ceilings, r)
 		}
-		rep.Ceilings = append(rep.Ceilings, b.measureCeiling(ctx, name, b.ceil.gen(name)))
-		return name
+		return nil
 	}
 	ds := b.ds
 	var listAlone *Result
@@ -211,54 +266,86 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		cs := scenarioCeilings[s]
+		if err := measureCeilings(cs); err != nil {
+			return err
+		}
+		one := func(name string, g gen) (Result, error) {
+			r, err := b.measure(ctx, name, s, b.o.Conns, g)
+			return withCeilings(r, rep.Ceilings, cs), err
+		}
 		var rs []Result
 		switch s {
 		case "list":
-			c := ceiling(ceilSelect)
-			r := withCeiling(b.measure(ctx, "list", s, b.o.Conns, b.genList()), rep.Ceilings, c)
+			r, err := one("list", b.genList())
+			if err != nil {
+				return err
+			}
+			r.Note = "a patient's first page, records with their comments; ceiling: the same bytes from one prepared SELECT"
 			listAlone = &r
 			rs = append(rs, r)
 		case "read":
-			c := ceiling(ceilSelect)
-			rs = append(rs, withCeiling(b.measure(ctx, "read", s, b.o.Conns, b.genRead()), rep.Ceilings, c))
+			r, err := one("read", b.genRead())
+			if err != nil {
+				return err
+			}
+			rs = append(rs, r)
 		case "doctor-list":
 			first, later, err := b.doctorPages(ctx)
 			if err != nil {
 				return err
 			}
-			c := ceiling(ceilSelect)
-			r1 := withCeiling(b.measure(ctx, "doctor-list", s, b.o.Conns, b.genGet(first, ds.Doctors[ds.Busy].Token)), rep.Ceilings, c)
-			r1.Note = fmt.Sprintf("first page (50 records with their comments) of a doctor with %d assigned records; ceiling: 10 rows", ds.Seeding.BusyRecords)
-			r2 := withCeiling(b.measure(ctx, "doctor-list-cursor", s, b.o.Conns, b.genGet(later, ds.Doctors[ds.Busy].Token)), rep.Ceilings, c)
+			r1, err := one("doctor-list", b.genGet(first, ds.Doctors[ds.Busy].Token))
+			if err != nil {
+				return err
+			}
+			r1.Note = fmt.Sprintf("first page (50 records with their comments) of a doctor with %d assigned records; ceiling: a patient's 10", ds.Seeding.BusyRecords)
+			r2, err := one("doctor-list-cursor", b.genGet(later, ds.Doctors[ds.Busy].Token))
+			if err != nil {
+				return err
+			}
 			r2.Note = "a later page of the same doctor, by the cursor of its Link header"
 			rs = append(rs, r1, r2)
 		case "signin":
-			c := ceiling(ceilSignin)
-			r := withCeiling(b.measure(ctx, "signin", s, b.o.Conns, b.genSignin()), rep.Ceilings, c)
+			r, err := one("signin", b.genSignin())
+			if err != nil {
+				return err
+			}
 			r.Note = "argon2id (m=19 MiB, t=2), on at most half the cores at once in both; the server also idles each slot half the time (a CPU share that protects the API), the ceiling does not"
 			rs = append(rs, r)
 		case "signin-storm":
-			rs = append(rs, b.storm(ctx, listAlone, rep.Ceilings, ceiling(ceilSelect))...)
+			out, err := b.storm(ctx, listAlone, rep.Ceilings, cs)
+			if err != nil {
+				return err
+			}
+			rs = append(rs, out...)
 		case "create":
-			c := ceiling(ceilInsert)
-			r := withCeiling(b.measure(ctx, "create", s, b.o.Conns, b.genCreate()), rep.Ceilings, c)
-			r.Note = "record + outbox event + audit entry in one durable commit; ceiling: one INSERT"
+			r, err := one("create", b.genCreate())
+			if err != nil {
+				return err
+			}
+			r.Note = "record + outbox event + audit entry in one durable commit (synchronous=FULL, group commit); ceilings: one INSERT per commit"
 			b.drain(ctx, &r)
 			rs = append(rs, r)
 		case "comment":
-			c := ceiling(ceilInsert)
-			r := withCeiling(b.measure(ctx, "comment", s, b.o.Conns, b.genComment()), rep.Ceilings, c)
-			r.Note = "comment + audit entry in one durable commit; ceiling: one INSERT (a durable write, not a SELECT)"
+			r, err := one("comment", b.genComment())
+			if err != nil {
+				return err
+			}
+			r.Note = "comment + audit entry in one durable commit; ceilings: one record INSERT per commit"
 			rs = append(rs, r)
 		case "mixed":
-			c := ceiling(ceilMixed)
-			r := withCeiling(b.measure(ctx, "mixed", s, b.o.Conns, b.genMixed()), rep.Ceilings, c)
-			r.Note = "40% list, 40% read, 10% create, 10% comment; ceiling: 80% SELECT, 20% INSERT"
+			r, err := one("mixed", b.genMixed())
+			if err != nil {
+				return err
+			}
+			r.Note = "40% list, 40% read, 10% create, 10% comment; ceiling: 40% list, 40% read, 20% insert FULL"
 			b.drain(ctx, &r)
 			rs = append(rs, r)
 		}
 		rep.Results = append(rep.Results, rs...)
 	}
+	rep.Warnings = ceilingWarnings(rep.Results)
 	return nil
 }
 
@@ -281,11 +368,16 @@ func (b *bench) drain(ctx context.Context, r *Result) {
 	}
 }
 
-// storm measures list while StormConns clients sign in without pause, and
+// storm measures list while StormConns clients sign in without pause
+// (always with the Go client: wrk cannot run two loads in one), and
 // compares it with list alone (measured now unless list already ran).
-func (b *bench) storm(ctx context.Context, listAlone *Result, ceilings []Result, ceil string) []Result {
+func (b *bench) storm(ctx context.Context, listAlone *Result, ceilings []Result, cs []string) ([]Result, error) {
 	if listAlone == nil {
-		r := withCeiling(b.measure(ctx, "list (no storm)", "signin-storm", b.o.Conns, b.genList()), ceilings, ceil)
+		r, err := b.measure(ctx, "list (no storm)", "signin-storm", b.o.Conns, b.genList())
+		if err != nil {
+			return nil, err
+		}
+		r = withCeilings(r, ceilings, cs)
 		listAlone = &r
 	}
 	stormClient := newClient(b.o.StormConns)
@@ -300,18 +392,23 @@ func (b *bench) storm(ctx context.Context, listAlone *Result, ceilings []Result,
 		// list's measured window sees the storm at full strength.
 		storm = drive(sctx, stormClient, b.o.StormConns, b.o.Warmup+b.o.Duration+time.Second, b.genSignin())
 	}()
-	list := withCeiling(b.measure(ctx, "list (signin storm)", "signin-storm", b.o.Conns, b.genList()), ceilings, ceil)
+	list, err := b.measure(ctx, "list (signin storm)", "signin-storm", b.o.Conns, b.genList())
 	cancel()
 	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	list = withCeilings(list, ceilings, cs)
 	if listAlone.RPS > 0 {
-		list.Note = fmt.Sprintf("%d concurrent sign-ins meanwhile; list throughput %.0f%% of list alone (%.0f req/s), p99 %s vs %s",
+		list.Note = fmt.Sprintf("%d concurrent sign-ins meanwhile (Go client); list throughput %.0f%% of list alone (%.0f req/s), p99 %s vs %s",
 			b.o.StormConns, 100*list.RPS/listAlone.RPS, listAlone.RPS, fmtMs(list.P99ms), fmtMs(listAlone.P99ms))
 	}
 	sr := summarize("signin (during storm)", "signin-storm", "healthrecord", storm)
+	sr.Client = clientGo
 	sr.Note = "the storm's own sign-ins, counted over the whole storm"
 	out := []Result{list, sr}
 	if listAlone.Name != "list" {
 		out = append([]Result{*listAlone}, out...)
 	}
-	return out
+	return out, nil
 }

@@ -2,10 +2,13 @@
 // `healthrecord serve` on a temporary database (or targets --url), seeds a
 // realistic data set through the API, signs users in, drives each scenario
 // for a fixed time with a fixed number of connections, and compares every
-// line with a ceiling: a bare server doing one token check and one SQLite
-// statement per request, driven by the same client in the same run.
+// line with a ceiling: a bare server giving the same answer to the same
+// request with one token check and one SQLite statement, driven by the
+// same client in the same run. The load comes from a Go client or, with
+// --client wrk, from wrk, which leaves the server more of the CPU.
 //
 //	go run ./cmd/hrbench                                   # default data set, every scenario
+//	go run ./cmd/hrbench --client wrk --duration 5s        # load from wrk
 //	go run ./cmd/hrbench --duration 5s --scenarios list,create --json bench.json
 //	go run ./cmd/hrbench --records 1000000                 # scale run (bulk-seeded)
 package main
@@ -17,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -66,6 +70,8 @@ type options struct {
 	Keep              bool          `json:"-"`
 	ServerBin         string        `json:"-"`
 	SeedWorkers       int           `json:"seed_workers"`
+	Client            string        `json:"client"`
+	WrkThreads        int           `json:"wrk_threads,omitempty"`
 	patientsSet       bool
 	scenariosSet      bool
 }
@@ -90,6 +96,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (databases, server logs)")
 	fs.StringVar(&o.ServerBin, "server-bin", "", "use this healthrecord binary instead of building ./cmd/healthrecord")
 	fs.IntVar(&o.SeedWorkers, "seed-workers", 16, "concurrent requests while seeding")
+	fs.StringVar(&o.Client, "client", clientGo, "load generator: go (in process) or wrk (the wrk command, less CPU; signin-storm stays in Go)")
+	fs.IntVar(&o.WrkThreads, "wrk-threads", 2, "wrk's threads (--client wrk)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -126,9 +134,22 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--records (the bulk-seeded scale run) needs its own server: drop --url")
 	case len(o.Scenarios) == 0:
 		return o, errors.New("no scenario selected")
+	case o.Client != clientGo && o.Client != clientWrk:
+		return o, fmt.Errorf("--client must be %s or %s", clientGo, clientWrk)
+	case o.WrkThreads < 1:
+		return o, errors.New("--wrk-threads must be at least 1")
+	}
+	if o.Client != clientWrk {
+		o.WrkThreads = 0
 	}
 	return o, nil
 }
+
+// The load generators.
+const (
+	clientGo  = "go"
+	clientWrk = "wrk"
+)
 
 func contains(list []string, s string) bool {
 	for _, v := range list {
@@ -146,6 +167,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "hrbench: "+format+"\n", a...) }
+	if o.Client == clientWrk {
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return fmt.Errorf("--client wrk needs the wrk command (Debian/Ubuntu: apt-get install wrk): %w", err)
+		}
+	}
 
 	tmp, err := os.MkdirTemp("", "hrbench-")
 	if err != nil {
@@ -172,7 +198,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 	}
 
-	b := &bench{o: o, logf: logf, client: newClient(o.Conns + o.StormConns)}
+	b := &bench{o: o, logf: logf, client: newClient(o.Conns + o.StormConns), tmp: tmp}
 	var srv *serverProc
 	if o.URL != "" {
 		b.base = strings.TrimRight(o.URL, "/")
@@ -214,13 +240,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	logf("seeded in %.1fs %s", ds.Seeding.Seconds, fmtSteps(ds.Seeding.Steps))
 	b.ds = ds
 
-	// The ceiling server, seeded with as many rows.
-	ceil, err := startCeiling(ctx, tmp, ds.Seeding.Records, o.RecordsPerPatient)
+	// The ceiling server, on a copy of the seeded rows (generated ones
+	// of the same shape when the server is elsewhere).
+	src := generatedSource(o.Patients, o.RecordsPerPatient, o.Comments)
+	if srv != nil {
+		src = ceilingSource{FromDB: srv.db, Records: ds.RecOf}
+		for _, p := range ds.Patients {
+			src.Owners = append(src.Owners, p.ID)
+		}
+	}
+	ceil, err := startCeiling(ctx, tmp, src)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
 	defer func() { err = errors.Join(err, ceil.stop()) }()
 	b.ceil = ceil
+	rep.CeilingSource = ceil.Source
 
 	if err := b.runScenarios(ctx, rep); err != nil {
 		return err

@@ -30,10 +30,19 @@ type Result struct {
 	MaxMs      float64        `json:"max_ms"`
 	// Ceiling is the ceiling's req/s for the same kind of work, and Ratio
 	// RPS ÷ Ceiling; both zero when there is no ceiling for the line.
-	Ceiling     string  `json:"ceiling,omitempty"`
-	CeilingRPS  float64 `json:"ceiling_rps,omitempty"`
-	Ratio       float64 `json:"ratio,omitempty"`
-	PeakRSSByte int64   `json:"peak_rss_bytes,omitempty"` // sampled VmRSS of the server during the line
+	Ceiling    string  `json:"ceiling,omitempty"`
+	CeilingRPS float64 `json:"ceiling_rps,omitempty"`
+	Ratio      float64 `json:"ratio,omitempty"`
+	// MoreCeilings are further ceilings the line is compared with (the
+	// create's synchronous=FULL one).
+	MoreCeilings []CeilingRatio `json:"more_ceilings,omitempty"`
+	// Client is the load generator ("go" or "wrk"); ClientCPUShare and
+	// ServerCPUShare the CPU it and the server used during the measured
+	// window, as a share of all the machine's cores.
+	Client         string  `json:"client,omitempty"`
+	ClientCPUShare float64 `json:"client_cpu_share"`
+	ServerCPUShare float64 `json:"server_cpu_share,omitempty"`
+	PeakRSSByte    int64   `json:"peak_rss_bytes,omitempty"` // sampled VmRSS of the server during the line
 	// OutboxBacklog is how many outbox events were still pending when a
 	// write scenario ended, and OutboxDrainSeconds how long the
 	// dispatcher then took to deliver them.
@@ -101,6 +110,18 @@ type Report struct {
 	Results     []Result   `json:"results"`
 	Ceilings    []Result   `json:"ceilings"`
 	Scale       *Scale     `json:"scale,omitempty"`
+	// CeilingSource says what rows the ceiling serves.
+	CeilingSource string `json:"ceiling_source,omitempty"`
+	// Warnings name every ceiling healthrecord beat: such a ceiling is
+	// not one, and its ratios measure its own overhead.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// CeilingRatio is a line's comparison with one more ceiling.
+type CeilingRatio struct {
+	Ceiling    string  `json:"ceiling"`
+	CeilingRPS float64 `json:"ceiling_rps"`
+	Ratio      float64 `json:"ratio"`
 }
 
 func machineInfo(now time.Time) Machine {
@@ -124,16 +145,24 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // summarize turns a load run into a Result line.
 func summarize(name, scenario, target string, r loadResult) Result {
-	sort.Slice(r.Lat, func(i, j int) bool { return r.Lat[i] < r.Lat[j] })
 	res := Result{Name: name, Scenario: scenario, Target: target, Conns: r.Conns,
-		Seconds: r.Elapsed.Seconds(), OK: len(r.Lat), Errors: r.Errors, ErrorCodes: r.Codes,
-		P50ms: ms(percentile(r.Lat, 50)), P95ms: ms(percentile(r.Lat, 95)), P99ms: ms(percentile(r.Lat, 99))}
-	if len(r.Lat) > 0 {
-		res.MaxMs = ms(r.Lat[len(r.Lat)-1])
+		Seconds: r.Elapsed.Seconds(), Errors: r.Errors, ErrorCodes: r.Codes}
+	if q := r.Quantiles; q != nil {
+		res.OK, res.P50ms, res.P95ms, res.P99ms, res.MaxMs = q.OK, ms(q.P50), ms(q.P95), ms(q.P99), ms(q.Max)
+	} else {
+		sort.Slice(r.Lat, func(i, j int) bool { return r.Lat[i] < r.Lat[j] })
+		res.OK = len(r.Lat)
+		res.P50ms, res.P95ms, res.P99ms = ms(percentile(r.Lat, 50)), ms(percentile(r.Lat, 95)), ms(percentile(r.Lat, 99))
+		if len(r.Lat) > 0 {
+			res.MaxMs = ms(r.Lat[len(r.Lat)-1])
+		}
 	}
 	if r.Elapsed > 0 {
-		res.RPS = float64(len(r.Lat)) / r.Elapsed.Seconds()
+		res.RPS = float64(res.OK) / r.Elapsed.Seconds()
 	}
+	cores := runtime.NumCPU()
+	res.ClientCPUShare = cpuShare(r.ClientCPU, r.ClientWall, cores)
+	res.ServerCPUShare = cpuShare(r.ServerCPU, r.ClientWall, cores)
 	if len(res.ErrorCodes) == 0 {
 		res.ErrorCodes = nil
 	}
@@ -142,14 +171,41 @@ func summarize(name, scenario, target string, r loadResult) Result {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// withCeiling sets the line's ceiling and ratio from the ceiling lines.
-func withCeiling(r Result, ceilings []Result, ceilingName string) Result {
-	for _, c := range ceilings {
-		if c.Name == ceilingName && c.RPS > 0 {
-			r.Ceiling, r.CeilingRPS, r.Ratio = c.Name, c.RPS, r.RPS/c.RPS
+// withCeilings sets the line's ceiling and ratio from the ceiling lines:
+// the first name is the ratio column, the others go to MoreCeilings.
+func withCeilings(r Result, ceilings []Result, names []string) Result {
+	r.MoreCeilings = nil
+	for i, name := range names {
+		for _, c := range ceilings {
+			if c.Name != name || c.RPS <= 0 {
+				continue
+			}
+			if i == 0 {
+				r.Ceiling, r.CeilingRPS, r.Ratio = c.Name, c.RPS, r.RPS/c.RPS
+			} else {
+				r.MoreCeilings = append(r.MoreCeilings, CeilingRatio{Ceiling: c.Name, CeilingRPS: c.RPS, Ratio: r.RPS / c.RPS})
+			}
 		}
 	}
 	return r
+}
+
+// ceilingWarnings names each ceiling a line beat. A ceiling is the least
+// work for the same answer: if the service answers faster, the ceiling
+// carries overhead of its own (or the service skips work it should do),
+// and ratios to it flatter the service.
+func ceilingWarnings(results []Result) []string {
+	var out []string
+	for _, r := range results {
+		check := append([]CeilingRatio{{Ceiling: r.Ceiling, CeilingRPS: r.CeilingRPS, Ratio: r.Ratio}}, r.MoreCeilings...)
+		for _, c := range check {
+			if c.CeilingRPS > 0 && c.Ratio > 1 {
+				out = append(out, fmt.Sprintf("%s (%.0f req/s) beats the %q ceiling (%.0f req/s, ratio %.2f): that ceiling is not one",
+					r.Name, r.RPS, c.Ceiling, c.CeilingRPS, c.Ratio))
+			}
+		}
+	}
+	return out
 }
 
 func mib(b int64) string {
@@ -157,6 +213,14 @@ func mib(b int64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}
+
+// pct is a CPU share as a percentage of the machine, "-" when unknown.
+func pct(share float64) string {
+	if share <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
 }
 
 func fmtMs(v float64) string {
@@ -173,14 +237,17 @@ func fmtMs(v float64) string {
 func writeTable(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "\nhealthrecord load benchmark — %s, %d CPUs, %s/%s, %s\n", rep.Machine.Date, rep.Machine.CPUs,
 		rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion)
-	fmt.Fprintf(w, "target %s; %d connections, %s per scenario (after 1s warm-up); client and server share the machine\n",
-		rep.Target, rep.Config.Conns, rep.Config.Duration)
+	fmt.Fprintf(w, "target %s; client %s; %d connections, %s per scenario (after %s warm-up); client and server share the machine\n",
+		rep.Target, rep.Config.Client, rep.Config.Conns, rep.Config.Duration, rep.Config.Warmup)
 	s := rep.Seeding
 	fmt.Fprintf(w, "data set (%s): %d patients, %d doctors, %d records (busy doctor: %d), %d comments; seeded in %.1fs %s\n\n",
 		s.Path, s.Patients, s.Doctors, s.Records, s.BusyRecords, s.Comments, s.Seconds, fmtSteps(s.Steps))
 	resultTable(w, rep.Results, true)
 	if len(rep.Ceilings) > 0 {
-		fmt.Fprintln(w, "\nceiling: bare net/http + HS256 check + one modernc SQLite statement (same pragmas), same client")
+		fmt.Fprintln(w, "\nceilings: bare net/http + HS256 check + one prepared modernc SQLite statement (WAL), same requests, same answers, same client")
+		if rep.CeilingSource != "" {
+			fmt.Fprintf(w, "the ceiling serves %s\n", rep.CeilingSource)
+		}
 		resultTable(w, rep.Ceilings, false)
 	}
 	fmt.Fprintln(w)
@@ -203,6 +270,9 @@ func writeTable(w io.Writer, rep *Report) {
 	if sc := rep.Scale; sc != nil {
 		writeScale(w, sc)
 	}
+	for _, warn := range rep.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warn)
+	}
 }
 
 func fmtSteps(steps map[string]float64) string {
@@ -224,19 +294,25 @@ func fmtSteps(steps map[string]float64) string {
 func resultTable(w io.Writer, rs []Result, withRatio bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	if withRatio {
-		fmt.Fprintln(tw, "scenario\treq/s\tp50\tp95\tp99\terrors\tceiling req/s\tratio\tserver RSS\t")
+		fmt.Fprintln(tw, "scenario\treq/s\tp50\tp95\tp99\terrors\tceiling\tceiling req/s\tratio\tserver RSS\tserver CPU\tclient CPU\t")
 	} else {
-		fmt.Fprintln(tw, "ceiling\treq/s\tp50\tp95\tp99\terrors\t")
+		fmt.Fprintln(tw, "ceiling\treq/s\tp50\tp95\tp99\terrors\tserver CPU\tclient CPU\t")
 	}
 	for _, r := range rs {
 		line := fmt.Sprintf("%s\t%.0f\t%s\t%s\t%s\t%d\t", r.Name, r.RPS, fmtMs(r.P50ms), fmtMs(r.P95ms), fmtMs(r.P99ms), r.Errors)
 		if withRatio {
-			ceil, ratio := "-", "-"
+			name, ceil, ratio := "-", "-", "-"
 			if r.CeilingRPS > 0 {
-				ceil, ratio = fmt.Sprintf("%.0f", r.CeilingRPS), fmt.Sprintf("%.2f", r.Ratio)
+				name, ceil, ratio = r.Ceiling, fmt.Sprintf("%.0f", r.CeilingRPS), fmt.Sprintf("%.2f", r.Ratio)
 			}
-			line += fmt.Sprintf("%s\t%s\t%s\t", ceil, ratio, mib(r.PeakRSSByte))
+			for _, m := range r.MoreCeilings {
+				name += "; " + m.Ceiling
+				ceil += fmt.Sprintf("; %.0f", m.CeilingRPS)
+				ratio += fmt.Sprintf("; %.2f", m.Ratio)
+			}
+			line += fmt.Sprintf("%s\t%s\t%s\t%s\t", name, ceil, ratio, mib(r.PeakRSSByte))
 		}
+		line += fmt.Sprintf("%s\t%s\t", pct(r.ServerCPUShare), pct(r.ClientCPUShare))
 		fmt.Fprintln(tw, line)
 	}
 	_ = tw.Flush()

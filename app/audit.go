@@ -79,8 +79,13 @@ type auditBatcher struct {
 	kick    chan struct{}
 }
 
-// maxPendingAudit triggers an early flush, bounding memory under load.
-const maxPendingAudit = 1000
+// maxPendingAudit triggers an early flush. maxBufferedAudit bounds the
+// buffer: past it the reader that adds waits for a flush itself, so reads
+// that outrun the writer slow down instead of growing memory without end.
+const (
+	maxPendingAudit  = 1000
+	maxBufferedAudit = 8 * maxPendingAudit
+)
 
 func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *auditBatcher {
 	return &auditBatcher{store: s, log: log, interval: interval, kick: make(chan struct{}, 1)}
@@ -89,14 +94,27 @@ func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *a
 func (b *auditBatcher) add(es ...domain.AuditEntry) {
 	b.mu.Lock()
 	b.pending = append(b.pending, es...)
-	full := len(b.pending) >= maxPendingAudit
+	n := len(b.pending)
 	b.mu.Unlock()
-	if full {
+	switch {
+	case n >= maxBufferedAudit:
+		// Backpressure: this reader pays for the flush it made necessary.
+		if err := b.Flush(context.Background()); err != nil {
+			b.log.Error("audit flush", "err", err)
+		}
+	case n >= maxPendingAudit:
 		select {
 		case b.kick <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// buffered is how many entries wait for a flush.
+func (b *auditBatcher) buffered() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
 }
 
 // Run flushes every interval (or when the buffer fills) until ctx ends.

@@ -164,7 +164,7 @@ type fakeTx struct{ db *memDB }
 
 var (
 	_ ports.Store         = (*fakeStore)(nil)
-	_ ports.Tx            = (*fakeTx)(nil)
+	_ ports.Repos         = (*fakeTx)(nil)
 	_ ports.Users         = (*fakeUsers)(nil)
 	_ ports.Records       = (*fakeRecords)(nil)
 	_ ports.Comments      = (*fakeComments)(nil)
@@ -210,7 +210,7 @@ func (s *fakeStore) Counts(context.Context) (ports.Counts, error) {
 	return c, nil
 }
 
-func (s *fakeStore) WithinTx(ctx context.Context, fn func(tx ports.Tx) error) error {
+func (s *fakeStore) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error {
 	s.db.txMu.Lock()
 	defer s.db.txMu.Unlock()
 	if err := s.db.fail("WithinTx"); err != nil {

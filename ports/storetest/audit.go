@@ -181,7 +181,7 @@ func testAudit(t *testing.T, open Opener) {
 	t.Run("rolled_back_append_leaves_no_gap", func(t *testing.T) {
 		s := open(t)
 		boom := errors.New("boom")
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			require.NoError(t, tx.Audit().Append(ctx(t), entry(1, 1, 1, at(1))))
 			return boom
 		})

@@ -165,7 +165,7 @@ func testRecords(t *testing.T, open Opener) {
 
 		// A transaction that changes and reads the record, then fails.
 		errRollback := domain.Forbidden("roll back")
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			changed := r
 			changed.Title = "rolled back"
 			require.NoError(t, tx.Records().Update(ctx(t), changed))

@@ -18,7 +18,7 @@ func testTx(t *testing.T, open Opener) {
 		p, d := mustPatient(t, s, "p"), mustDoctor(t, s, "d")
 		var rec domain.Record
 		var ev domain.OutboxEvent
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			rec = mustRecord(t, tx, p.ID, d.ID, at(1))
 			// The transaction sees its own writes.
 			got, err := tx.Records().Get(ctx(t), rec.ID)
@@ -39,7 +39,7 @@ func testTx(t *testing.T, open Opener) {
 		s := open(t)
 		p, d := mustPatient(t, s, "p"), mustDoctor(t, s, "d")
 		boom := errors.New("boom")
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			rec := mustRecord(t, tx, p.ID, d.ID, at(1))
 			mustEvent(t, tx, rec, at(1))
 			return boom
@@ -50,7 +50,7 @@ func testTx(t *testing.T, open Opener) {
 
 	t.Run("domain_error_passes_through", func(t *testing.T) {
 		s := open(t)
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error { return domain.Forbidden("no") })
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error { return domain.Forbidden("no") })
 		requireCode(t, domain.EForbidden, err)
 	})
 
@@ -58,7 +58,7 @@ func testTx(t *testing.T, open Opener) {
 		s := open(t)
 		p, d := mustPatient(t, s, "p"), mustDoctor(t, s, "d")
 		assert.PanicsWithValue(t, "boom", func() {
-			_ = s.WithinTx(ctx(t), func(tx ports.Tx) error {
+			_ = s.WithinTx(ctx(t), func(tx ports.Repos) error {
 				rec := mustRecord(t, tx, p.ID, d.ID, at(1))
 				mustEvent(t, tx, rec, at(1))
 				panic("boom")
@@ -66,7 +66,7 @@ func testTx(t *testing.T, open Opener) {
 		})
 		requireNothingStored(t, s, p.ID)
 		// The connection came back: the next transaction works.
-		require.NoError(t, s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		require.NoError(t, s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			mustRecord(t, tx, p.ID, 0, at(2))
 			return nil
 		}))
@@ -80,7 +80,7 @@ func testTx(t *testing.T, open Opener) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				errs <- s.WithinTx(ctx(t), func(tx ports.Tx) error {
+				errs <- s.WithinTx(ctx(t), func(tx ports.Repos) error {
 					rec := domain.Record{PatientID: p.ID, DoctorID: d.ID, Title: "t", Content: "c", CreatedAt: at(i), UpdatedAt: at(i)}
 					if err := tx.Records().Create(ctx(t), &rec); err != nil {
 						return err

@@ -245,6 +245,17 @@ func testRecords(t *testing.T, open Opener) {
 		assert.Equal(t, []int64{c1.ID, c2.ID}, commentIDs(got[2].Comments))
 	})
 
+	// Lists are filtered by the actor in the store: a forgotten filter
+	// must be an error, never every record.
+	t.Run("unfiltered_list_is_refused", func(t *testing.T) {
+		s := open(t)
+		p, d := mustPatient(t, s, "p"), mustDoctor(t, s, "d")
+		mustRecord(t, s, p.ID, d.ID, at(0))
+		got, err := s.Records().List(ctx(t), ports.RecordFilter{}, domain.Page{Limit: 10})
+		require.Error(t, err, "an unfiltered list must not show every record")
+		assert.Empty(t, got)
+	})
+
 	t.Run("default_page_size", func(t *testing.T) {
 		s := open(t)
 		p := mustPatient(t, s, "p")

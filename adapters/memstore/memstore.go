@@ -217,10 +217,12 @@ func (r repos) begin(ctx context.Context, op string) error {
 	return r.s.call(Op{Name: op, InTx: r.tx != nil})
 }
 
-// Tamper changes the committed tables behind the ports' back, as someone
-// holding the database file could: tests use it to edit an audit entry
-// or drop a sign-in. It waits for the writer in progress.
-func (s *Store) Tamper(fn func(t *Tables)) {
+// Raw gives fn the committed tables, to read them or to change them behind
+// the ports' back as someone holding the database file could: tests use it
+// to see what is stored, edit an audit entry or drop a sign-in. It waits
+// for the writer in progress. The tables fn gets stay as they are after
+// it returns (a later write changes a copy), so they may be kept to read.
+func (s *Store) Raw(fn func(t *Tables)) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()

@@ -90,6 +90,17 @@ func (u users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]d
 	return out, err
 }
 
+// references refuses a write naming a user that does not exist, as the
+// schema's foreign keys do; 0 names nobody.
+func (t *Tables) references(what string, userIDs ...int64) error {
+	for _, id := range userIDs {
+		if _, ok := t.Users[id]; !ok && id != 0 {
+			return fmt.Errorf("memstore: %s: no user %d", what, id)
+		}
+	}
+	return nil
+}
+
 // asciiLower lowers ASCII letters only, as SQLite's LIKE compares them.
 func asciiLower(s string) string {
 	b := []byte(s)
@@ -110,8 +121,8 @@ var errNoRecordFilter = errors.New("memstore: record list needs a patient or a d
 
 func (rs records) Create(ctx context.Context, rec *domain.Record) error {
 	return rs.r.write(ctx, "Records.Create", func(t *Tables) error {
-		if _, ok := t.Users[rec.PatientID]; !ok {
-			return fmt.Errorf("memstore: create record: no patient %d", rec.PatientID)
+		if err := t.references("create record", rec.PatientID, rec.DoctorID); err != nil {
+			return err
 		}
 		rec.ID = t.nextID("records")
 		stored := *rec
@@ -156,6 +167,9 @@ func (rs records) Update(ctx context.Context, rec domain.Record) error {
 		old, ok := t.Records[rec.ID]
 		if !ok {
 			return notFound("record", rec.ID)
+		}
+		if err := t.references("update record", rec.DoctorID); err != nil {
+			return err
 		}
 		old.Title, old.Content, old.DoctorID, old.UpdatedAt = rec.Title, rec.Content, rec.DoctorID, stamp(rec.UpdatedAt)
 		t.Records[rec.ID] = old
@@ -230,6 +244,9 @@ func (cs comments) Create(ctx context.Context, c *domain.Comment) error {
 		if _, ok := t.Records[c.RecordID]; !ok {
 			return fmt.Errorf("memstore: create comment: no record %d", c.RecordID)
 		}
+		if err := t.references("create comment", c.DoctorID); err != nil {
+			return err
+		}
 		c.ID = t.nextID("comments")
 		stored := *c
 		stored.CreatedAt = stamp(c.CreatedAt)
@@ -281,6 +298,9 @@ func (ns notifications) Create(ctx context.Context, n *domain.Notification) (boo
 				n.ID = o.ID
 				return nil
 			}
+		}
+		if err := t.references("create notification", n.UserID); err != nil {
+			return err
 		}
 		n.ID, created = t.nextID("notifications"), true
 		stored := *n
@@ -344,6 +364,9 @@ func (ss sessions) Create(ctx context.Context, s domain.Session) error {
 	return ss.r.write(ctx, "Sessions.Create", func(t *Tables) error {
 		if _, ok := t.Sessions[s.ID]; ok {
 			return fmt.Errorf("memstore: create session: %q exists", s.ID)
+		}
+		if err := t.references("create session", s.UserID); err != nil {
+			return err
 		}
 		s.CreatedAt, s.ExpiresAt, s.RevokedAt = stamp(s.CreatedAt), stamp(s.ExpiresAt), stampPtr(s.RevokedAt)
 		t.Sessions[s.ID] = s

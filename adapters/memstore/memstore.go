@@ -116,13 +116,9 @@ func (r repos) Outbox() ports.Outbox               { return outbox{r} }
 func (r repos) Audit() ports.Audit                 { return audit{r} }
 func (r repos) Sessions() ports.Sessions           { return sessions{r} }
 
-// errNested refuses a transaction begun inside another's closure: with
-// one writer at a time it could never start.
-var errNested = errors.New("memstore: WithinTx inside a transaction")
-
 // WithinTx implements ports.Store: fn works on a copy of the tables,
 // which replaces them when fn returns nil; on an error or a panic the
-// copy is dropped.
+// copy is dropped. The repositories fn got fail once it has returned.
 func (s *Store) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -135,6 +131,7 @@ func (s *Store) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) err
 	s.mu.RLock()
 	tx := &txn{t: s.committed.clone()}
 	s.mu.RUnlock()
+	defer tx.end()
 	if err := fn(repos{s: s, tx: tx}); err != nil {
 		return err
 	}
@@ -144,9 +141,16 @@ func (s *Store) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) err
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	s.mu.Lock()
-	s.committed, tx.t = tx.t, nil // a closure kept past its transaction fails
+	s.committed = tx.t
 	s.mu.Unlock()
 	return nil
+}
+
+// end closes the transaction to its repositories.
+func (tx *txn) end() {
+	tx.mu.Lock()
+	tx.t = nil
+	tx.mu.Unlock()
 }
 
 // call asks the hook about op.
@@ -158,7 +162,7 @@ func (s *Store) call(op Op) error {
 }
 
 // errTxDone answers a repository of a transaction that has ended.
-var errTxDone = errors.New("memstore: transaction already committed")
+var errTxDone = errors.New("memstore: transaction already ended")
 
 // read runs fn on the tables the repositories see: the transaction's
 // copy, or the committed tables.

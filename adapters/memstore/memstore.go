@@ -48,9 +48,9 @@ type Store struct {
 	hasher *domain.AuditHasher
 	hook   func(Op) error
 
-	// writeMu admits one writer at a time: a transaction, or one
-	// statement outside any.
-	writeMu sync.Mutex
+	// writer admits one writer at a time (a transaction, or one
+	// statement outside any); waiting for it honours the context.
+	writer chan struct{}
 	// mu guards committed, which is replaced whole on every commit and
 	// never changed in place.
 	mu        sync.RWMutex
@@ -66,7 +66,7 @@ func New(o Options) *Store {
 	if len(key) == 0 {
 		key = testAuditKey
 	}
-	return &Store{hasher: domain.NewAuditHasher(key), hook: o.Hook, committed: newTables()}
+	return &Store{hasher: domain.NewAuditHasher(key), hook: o.Hook, committed: newTables(), writer: make(chan struct{}, 1)}
 }
 
 var (
@@ -126,8 +126,10 @@ func (s *Store) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) err
 	if err := s.call(Op{Name: "WithinTx"}); err != nil {
 		return err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
 	s.mu.RLock()
 	tx := &txn{t: s.committed.clone()}
 	s.mu.RUnlock()
@@ -152,6 +154,18 @@ func (tx *txn) end() {
 	tx.t = nil
 	tx.mu.Unlock()
 }
+
+// lockWriter waits for the writer's turn, or for ctx to end.
+func (s *Store) lockWriter(ctx context.Context) error {
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlockWriter() { <-s.writer }
 
 // call asks the hook about op.
 func (s *Store) call(op Op) error {
@@ -200,8 +214,10 @@ func (r repos) write(ctx context.Context, op string, fn func(t *Tables) error) e
 	if err := r.begin(ctx, op); err != nil {
 		return err
 	}
-	r.s.writeMu.Lock()
-	defer r.s.writeMu.Unlock()
+	if err := r.s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer r.s.unlockWriter()
 	r.s.mu.RLock()
 	c := r.s.committed.clone()
 	r.s.mu.RUnlock()
@@ -227,8 +243,8 @@ func (r repos) begin(ctx context.Context, op string) error {
 // for the writer in progress. The tables fn gets stay as they are after
 // it returns (a later write changes a copy), so they may be kept to read.
 func (s *Store) Raw(fn func(t *Tables)) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	_ = s.lockWriter(context.Background()) // never canceled
+	defer s.unlockWriter()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.committed.clone()

@@ -23,18 +23,13 @@ func (a audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			return errors.New("memstore: audit entry without a time")
 		}
 	}
-	h := a.r.s.hasher
 	return a.r.write(ctx, "Audit.Append", func(t *Tables) error {
-		id, prev := t.head.id, t.head.hash
 		for i := range entries {
-			e := &entries[i]
-			e.At = stamp(e.At) // exactly what is stored, and hashed
-			e.ID, e.PrevHash = id+1, prev
-			e.Hash = h.Entry(*e, prev)
-			t.Audit = append(t.Audit, *e)
-			id, prev = e.ID, e.Hash
+			entries[i].At = stamp(entries[i].At) // exactly what is stored, and hashed
 		}
-		t.head = auditHead{id: id, hash: prev, mac: h.Head(id, prev)}
+		head, mac := a.r.s.hasher.Link(t.head, entries)
+		t.Audit = append(t.Audit, entries...)
+		t.head, t.headMAC = head, mac
 		return nil
 	})
 }
@@ -57,46 +52,21 @@ func (a audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 func (a audit) Head(ctx context.Context) (domain.AuditHead, error) {
 	var h domain.AuditHead
 	err := a.r.read(ctx, "Audit.Head", func(t *Tables) error {
-		h = domain.AuditHead{ID: t.head.id, Hash: t.head.hash}
+		h = t.head
 		return nil
 	})
 	return h, err
 }
 
-// Verify walks the chain as the SQLite adapter does: ids without gaps,
-// links and hashes, then the head and its MAC, then the kept head.
+// Verify walks the chain with the domain's rules (domain.AuditWalk).
 func (a audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
-	h := a.r.s.hasher
 	var c domain.AuditCheck
 	err := a.r.read(ctx, "Audit.Verify", func(t *Tables) error {
-		var lastID int64
-		var lastHash string
-		sinceFound := false
+		w := a.r.s.hasher.Walk(since)
 		for _, e := range t.Audit {
-			c.Entries++
-			if c.FirstBroken != 0 {
-				continue // count the rest
-			}
-			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != h.Entry(e, e.PrevHash) {
-				c.FirstBroken = e.ID
-				continue
-			}
-			if since != nil && e.ID == since.ID {
-				sinceFound = e.Hash == since.Hash
-			}
-			lastID, lastHash = e.ID, e.Hash
+			w.Next(e)
 		}
-		if c.FirstBroken != 0 {
-			return nil
-		}
-		hd := t.head
-		if hd.id != lastID || hd.hash != lastHash || (!hd.pristine && hd.mac != h.Head(hd.id, hd.hash)) {
-			c.FirstBroken = max(hd.id, lastID, 1)
-			return nil
-		}
-		if since != nil && !sinceFound {
-			c.FirstBroken = min(since.ID, lastID+1)
-		}
+		c = w.End(t.head, t.headMAC)
 		return nil
 	})
 	return c, err

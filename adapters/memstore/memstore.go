@@ -267,7 +267,8 @@ type Tables struct {
 	leases      map[leaseKey]lease
 	revokedSeq  map[string]int64 // per session id
 	usedRefresh map[string]time.Time
-	head        auditHead
+	head        domain.AuditHead // the chain's last entry
+	headMAC     string           // head's MAC under the key
 }
 
 // leaseKey names one delivery: an event through a sink.
@@ -282,20 +283,12 @@ type lease struct {
 	until time.Time
 }
 
-// auditHead is the chain's last entry and its MAC under the key.
-type auditHead struct {
-	id       int64
-	hash     string
-	mac      string
-	pristine bool // no entry was ever appended
-}
-
 func newTables() *Tables {
 	return &Tables{
 		Users: map[int64]domain.User{}, Records: map[int64]domain.Record{}, Comments: map[int64]domain.Comment{},
 		Notifications: map[int64]domain.Notification{}, Outbox: map[int64]domain.OutboxEvent{},
 		Sessions: map[string]domain.Session{}, seq: map[string]int64{}, leases: map[leaseKey]lease{},
-		revokedSeq: map[string]int64{}, usedRefresh: map[string]time.Time{}, head: auditHead{pristine: true},
+		revokedSeq: map[string]int64{}, usedRefresh: map[string]time.Time{},
 	}
 }
 
@@ -306,7 +299,7 @@ func (t *Tables) clone() *Tables {
 		Users: maps.Clone(t.Users), Records: maps.Clone(t.Records), Comments: maps.Clone(t.Comments),
 		Notifications: maps.Clone(t.Notifications), Outbox: maps.Clone(t.Outbox), Audit: slices.Clone(t.Audit),
 		Sessions: maps.Clone(t.Sessions), seq: maps.Clone(t.seq), leases: maps.Clone(t.leases),
-		revokedSeq: maps.Clone(t.revokedSeq), usedRefresh: maps.Clone(t.usedRefresh), head: t.head,
+		revokedSeq: maps.Clone(t.revokedSeq), usedRefresh: maps.Clone(t.usedRefresh), head: t.head, headMAC: t.headMAC,
 	}
 }
 

@@ -155,6 +155,19 @@ func (tx *txn) end() {
 	tx.mu.Unlock()
 }
 
+// byKey reads the row of a table under key; ENotFound when absent.
+func byKey[K comparable, V any](ctx context.Context, r repos, op, what string, table func(*Tables) map[K]V, key K) (V, error) {
+	var out V
+	err := r.read(ctx, op, func(t *Tables) error {
+		var ok bool
+		if out, ok = table(t)[key]; !ok {
+			return notFound(what, key)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // lockWriter waits for the writer's turn, or for ctx to end.
 func (s *Store) lockWriter(ctx context.Context) error {
 	select {

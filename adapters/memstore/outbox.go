@@ -206,15 +206,7 @@ func (o outbox) Release(ctx context.Context, owner, sink string, ids []int64) er
 }
 
 func (o outbox) Get(ctx context.Context, id int64) (domain.OutboxEvent, error) {
-	var out domain.OutboxEvent
-	err := o.r.read(ctx, "Outbox.Get", func(t *Tables) error {
-		var ok bool
-		if out, ok = t.Outbox[id]; !ok {
-			return notFound("outbox event", id)
-		}
-		return nil
-	})
-	return out, err
+	return byKey(ctx, o.r, "Outbox.Get", "outbox event", func(t *Tables) map[int64]domain.OutboxEvent { return t.Outbox }, id)
 }
 
 func (o outbox) List(ctx context.Context, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, error) {

@@ -36,15 +36,7 @@ func (u users) Create(ctx context.Context, user *domain.User) error {
 }
 
 func (u users) ByID(ctx context.Context, id int64) (domain.User, error) {
-	var out domain.User
-	err := u.r.read(ctx, "Users.ByID", func(t *Tables) error {
-		var ok bool
-		if out, ok = t.Users[id]; !ok {
-			return notFound("user", id)
-		}
-		return nil
-	})
-	return out, err
+	return byKey(ctx, u.r, "Users.ByID", "user", func(t *Tables) map[int64]domain.User { return t.Users }, id)
 }
 
 func (u users) ByUsername(ctx context.Context, name string) (domain.User, error) {
@@ -256,15 +248,7 @@ func (cs comments) Create(ctx context.Context, c *domain.Comment) error {
 }
 
 func (cs comments) Get(ctx context.Context, id int64) (domain.Comment, error) {
-	var out domain.Comment
-	err := cs.r.read(ctx, "Comments.Get", func(t *Tables) error {
-		var ok bool
-		if out, ok = t.Comments[id]; !ok {
-			return notFound("comment", id)
-		}
-		return nil
-	})
-	return out, err
+	return byKey(ctx, cs.r, "Comments.Get", "comment", func(t *Tables) map[int64]domain.Comment { return t.Comments }, id)
 }
 
 // List keeps the comments whose record is in the scope now: a comment is
@@ -375,15 +359,7 @@ func (ss sessions) Create(ctx context.Context, s domain.Session) error {
 }
 
 func (ss sessions) Get(ctx context.Context, id string) (domain.Session, error) {
-	var out domain.Session
-	err := ss.r.read(ctx, "Sessions.Get", func(t *Tables) error {
-		var ok bool
-		if out, ok = t.Sessions[id]; !ok {
-			return notFound("session", id)
-		}
-		return nil
-	})
-	return out, err
+	return byKey(ctx, ss.r, "Sessions.Get", "session", func(t *Tables) map[string]domain.Session { return t.Sessions }, id)
 }
 
 // revoke revokes s at now under the revocation number seq, unless it is

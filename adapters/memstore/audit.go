@@ -27,7 +27,7 @@ func (a audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 		for i := range entries {
 			entries[i].At = stamp(entries[i].At) // exactly what is stored, and hashed
 		}
-		head, mac := a.r.s.hasher.Link(t.head, entries)
+		head, mac := a.r.s.hasher().Link(t.head, entries)
 		t.Audit = append(t.Audit, entries...)
 		t.head, t.headMAC = head, mac
 		return nil
@@ -62,7 +62,7 @@ func (a audit) Head(ctx context.Context) (domain.AuditHead, error) {
 func (a audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
 	var c domain.AuditCheck
 	err := a.r.read(ctx, "Audit.Verify", func(t *Tables) error {
-		w := a.r.s.hasher.Walk(since)
+		w := a.r.s.hasher().Walk(since)
 		for _, e := range t.Audit {
 			w.Next(e)
 		}

@@ -45,8 +45,8 @@ type Options struct {
 
 // Store is the in-memory ports.Store. Create it with New.
 type Store struct {
-	hasher *domain.AuditHasher
-	hook   func(Op) error
+	auditKey domain.AuditKey
+	hook     func(Op) error
 
 	// writer admits one writer at a time (a transaction, or one
 	// statement outside any); waiting for it honours the context.
@@ -57,6 +57,10 @@ type Store struct {
 	committed *Tables
 }
 
+// hasher is a hasher of the audit chain; one per call, as a hasher is not
+// safe for concurrent use.
+func (s *Store) hasher() *domain.AuditHasher { return domain.NewAuditHasher(s.auditKey) }
+
 // testAuditKey keys the chain when no key is given.
 var testAuditKey = domain.AuditKey("memstore audit key, 32 bytes long")
 
@@ -66,7 +70,7 @@ func New(o Options) *Store {
 	if len(key) == 0 {
 		key = testAuditKey
 	}
-	return &Store{hasher: domain.NewAuditHasher(key), hook: o.Hook, committed: newTables(), writer: make(chan struct{}, 1)}
+	return &Store{auditKey: key, hook: o.Hook, committed: newTables(), writer: make(chan struct{}, 1)}
 }
 
 var (

@@ -409,7 +409,7 @@ func (ss sessions) RevokeUser(ctx context.Context, userID int64, keep string, no
 }
 
 func (ss sessions) RevokedAfter(ctx context.Context, afterSeq int64, notBefore time.Time) ([]ports.RevokedSession, error) {
-	var out []ports.RevokedSession
+	out := []ports.RevokedSession{}
 	err := ss.r.read(ctx, "Sessions.RevokedAfter", func(t *Tables) error {
 		for id, seq := range t.revokedSeq {
 			s, ok := t.Sessions[id]

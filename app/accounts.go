@@ -31,7 +31,7 @@ func (a *App) Register(ctx context.Context, r domain.Registration, remoteAddr st
 	if err != nil {
 		return domain.User{}, err
 	}
-	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err = a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		if err := tx.Users().Create(ctx, &u); err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 	// stands when it commits: a password change or a deactivation that
 	// committed while the hash ran wins, and one that commits after
 	// revokes this session with the others.
-	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err = a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		cur, err := tx.Users().ByID(ctx, u.ID)
 		if err != nil {
 			return err
@@ -290,7 +290,7 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 // appends the change's audit entry in one transaction.
 func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string, entry domain.AuditEntry) error {
 	now := a.clock.Now()
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		if err := tx.Users().Update(ctx, u); err != nil {
 			return err
 		}

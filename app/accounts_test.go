@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"healthrecord/adapters/memstore"
 	"healthrecord/domain"
 	"healthrecord/ports"
 )
@@ -54,7 +55,7 @@ func TestRegister(t *testing.T) {
 			"password": {"The password is too similar to the username."},
 		})
 		assert.Len(t, e.hasher.hashed, before)
-		assert.Empty(t, e.db.users)
+		assert.Empty(t, e.db.rows().Users)
 	})
 	t.Run("username_taken", func(t *testing.T) {
 		e := newEnv(t, Config{})
@@ -100,7 +101,7 @@ func TestSignIn(t *testing.T) {
 		e.mustUser(t, "alice", domain.RolePatient)
 		_, err := e.app.SignIn(ctx, "alice", "not-her-password", "198.51.100.1")
 		badCredentials(t, err)
-		assert.Empty(t, e.db.sessions)
+		assert.Empty(t, e.db.rows().Sessions)
 	})
 	t.Run("unknown_user_still_verifies_a_hash", func(t *testing.T) {
 		e := newEnv(t, Config{})
@@ -113,7 +114,7 @@ func TestSignIn(t *testing.T) {
 		e.mustUser(t, "alice", domain.RolePatient, inactive)
 		_, err := e.app.SignIn(ctx, "alice", password("alice"), "198.51.100.1")
 		badCredentials(t, err)
-		assert.Empty(t, e.db.sessions)
+		assert.Empty(t, e.db.rows().Sessions)
 	})
 	t.Run("unapproved_doctor_can_sign_in", func(t *testing.T) {
 		e := newEnv(t, Config{})
@@ -351,26 +352,25 @@ func TestRefresh(t *testing.T) {
 		{"access_token", func(_ *testEnv, p TokenPair) string { return p.Access }, nil},
 		{"expired", nil, func(_ *testing.T, e *testEnv, _ TokenPair) { e.clock.Advance(24 * time.Hour) }},
 		{"inactive_user", nil, func(t *testing.T, e *testEnv, _ TokenPair) {
-			e.db.mu.Lock()
-			for id, u := range e.db.users {
-				u.Active = false
-				e.db.users[id] = u
-			}
-			e.db.mu.Unlock()
+			e.db.Raw(func(t *memstore.Tables) {
+				for id, u := range t.Users {
+					u.Active = false
+					t.Users[id] = u
+				}
+			})
 		}},
 		{"user_gone", nil, func(t *testing.T, e *testEnv, _ TokenPair) { e.db.Fail = failOn(domain.NotFound(), "Users.ByID") }},
 		{"session_gone", nil, func(t *testing.T, e *testEnv, p TokenPair) {
-			e.db.mu.Lock()
-			delete(e.db.sessions, e.tokens.claims(t, p.Refresh).SessionID)
-			e.db.mu.Unlock()
+			sid := e.tokens.claims(t, p.Refresh).SessionID
+			e.db.Raw(func(t *memstore.Tables) { delete(t.Sessions, sid) })
 		}},
 		{"session_of_another_user", nil, func(t *testing.T, e *testEnv, p TokenPair) {
 			sid := e.tokens.claims(t, p.Refresh).SessionID
-			e.db.mu.Lock()
-			s := e.db.sessions[sid]
-			s.UserID++
-			e.db.sessions[sid] = s
-			e.db.mu.Unlock()
+			e.db.Raw(func(t *memstore.Tables) {
+				s := t.Sessions[sid]
+				s.UserID++
+				t.Sessions[sid] = s
+			})
 		}},
 		{"revoked_elsewhere", nil, func(t *testing.T, e *testEnv, p TokenPair) {
 			e.revokeElsewhere(t, e.tokens.claims(t, p.Refresh).SessionID, e.clock.Now())

@@ -54,7 +54,7 @@ func (a *App) AdminSetUser(ctx context.Context, actor domain.Actor, id int64, op
 // expire.
 func (a *App) setUser(ctx context.Context, actor domain.Actor, u domain.User, op UserOp) (domain.User, error) {
 	update := func(action string) (domain.User, error) {
-		return u, a.store.WithinTx(ctx, func(tx ports.Tx) error {
+		return u, a.store.WithinTx(ctx, func(tx ports.Repos) error {
 			if err := tx.Users().Update(ctx, u); err != nil {
 				return err
 			}

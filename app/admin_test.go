@@ -180,7 +180,10 @@ func (e *testEnv) mustEvent(t *testing.T, r domain.Record, state string) domain.
 	t.Helper()
 	ev := domain.NewAssignmentEvent(r, e.clock.Now())
 	ev.State, ev.Attempts = state, 3
-	require.NoError(t, (&fakeOutbox{e.db, false}).Add(ctx, &ev))
+	for i := range ev.Deliveries { // as the store would hold such an event
+		ev.Deliveries[i].State, ev.Deliveries[i].Attempts = state, 3
+	}
+	require.NoError(t, e.db.Outbox().Add(ctx, &ev))
 	e.clock.Advance(time.Millisecond)
 	return ev
 }

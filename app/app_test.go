@@ -68,7 +68,7 @@ func TestTrimPage(t *testing.T) {
 }
 
 func TestNew_Defaults(t *testing.T) {
-	a := New(Deps{Store: &fakeStore{newMemDB()}}, Config{})
+	a := New(Deps{Store: newFakeDB()}, Config{})
 	assert.Equal(t, Config{
 		AccessTTL: 5 * time.Minute, RefreshTTL: 24 * time.Hour, MailHost: "healthrecord.localhost",
 		ThrottleUser: 10, ThrottleAddr: 100, ThrottleWindow: 15 * time.Minute, AuditFlushInterval: 50 * time.Millisecond,
@@ -81,28 +81,31 @@ func TestNew_Defaults(t *testing.T) {
 	set := Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, MailHost: "h", ThrottleUser: 1, ThrottleAddr: 2,
 		ThrottleWindow: time.Second, AuditFlushInterval: time.Millisecond, AutoApproveDoctors: true, AuditHeadInterval: time.Minute,
 		OutboxBackoff: time.Second, OutboxMaxBackoff: time.Minute, OutboxMaxAge: time.Hour, HashConcurrency: 3, QuotaBytes: 9}
-	assert.Equal(t, set, New(Deps{Store: &fakeStore{newMemDB()}}, set).cfg)
+	assert.Equal(t, set, New(Deps{Store: newFakeDB()}, set).cfg)
 }
 
 func TestStart(t *testing.T) {
-	newApp := func(db *memDB, h *fakeHasher) *App {
-		return New(Deps{Store: &fakeStore{db}, Tokens: &fakeTokens{issued: map[string]ports.TokenClaims{}},
+	newApp := func(db *fakeDB, h *fakeHasher) *App {
+		return New(Deps{Store: db, Tokens: &fakeTokens{issued: map[string]ports.TokenClaims{}},
 			Hasher: h, Clock: &fakeClock{t: t0}, Random: counterRandom()}, Config{})
 	}
 	t.Run("loads_revocations", func(t *testing.T) {
-		db := newMemDB()
-		db.revoke(domain.Session{ID: "s1", UserID: 1}, t0.Add(-time.Minute))
+		db := newFakeDB()
+		u := domain.User{Username: "p", Role: domain.RolePatient, Active: true, CreatedAt: t0}
+		require.NoError(t, db.Users().Create(ctx, &u))
+		require.NoError(t, db.Sessions().Create(ctx, domain.Session{ID: "s1", UserID: u.ID, CreatedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(time.Hour)}))
+		require.NoError(t, db.Sessions().Revoke(ctx, "s1", t0.Add(-time.Minute)))
 		a := newApp(db, &fakeHasher{})
 		require.NoError(t, a.Start(ctx))
 		assert.True(t, a.revoked.has("s1"))
 		assert.Equal(t, dummyHash, a.dummyHash)
 	})
 	t.Run("hasher_fails", func(t *testing.T) {
-		a := newApp(newMemDB(), &fakeHasher{HashErr: errBoom})
+		a := newApp(newFakeDB(), &fakeHasher{HashErr: errBoom})
 		assert.ErrorIs(t, a.Start(ctx), errBoom)
 	})
 	t.Run("store_fails", func(t *testing.T) {
-		db := newMemDB()
+		db := newFakeDB()
 		db.Fail = failOn(errBoom, "Sessions.RevokedAfter")
 		assert.ErrorIs(t, newApp(db, &fakeHasher{}).Start(ctx), errBoom)
 	})

@@ -146,7 +146,7 @@ func (b *auditBatcher) Flush(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	err := b.store.WithinTx(ctx, func(tx ports.Tx) error { return tx.Audit().Append(ctx, batch...) })
+	err := b.store.WithinTx(ctx, func(tx ports.Repos) error { return tx.Audit().Append(ctx, batch...) })
 	if err != nil {
 		b.mu.Lock()
 		b.pending = append(batch, b.pending...)

@@ -67,7 +67,7 @@ func (a *App) CreateComment(ctx context.Context, actor domain.Actor, recordID in
 	}
 	var out domain.Comment
 	var denied *domain.Record
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		now := a.clock.Now()
 		r, err := tx.Records().Get(ctx, recordID)
 		if domain.ErrorCode(err) == domain.ENotFound {

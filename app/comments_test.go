@@ -23,7 +23,7 @@ func TestCreateComment(t *testing.T) {
 		assert.Equal(t, []domain.Comment{got}, r.Comments)
 		entries := e.auditEntries()
 		assert.Equal(t, []auditShape{{c.doctor.ID, domain.ActionCommentCreate, c.record.ID, c.owner.ID, domain.OutcomeAllowed}}, shapes(entries))
-		assert.True(t, e.db.auditInTx[0], "committed with the comment")
+		assert.True(t, e.db.inTx(t, "Audit.Append", 0), "committed with the comment")
 	})
 
 	forbidden := []struct {
@@ -41,7 +41,7 @@ func TestCreateComment(t *testing.T) {
 			c := newCast(t, e)
 			_, err := e.app.CreateComment(ctx, actorOf(tt.actor(c)), c.record.ID, ptr("x"))
 			requireCode(t, err, domain.EForbidden, tt.msg)
-			assert.Empty(t, e.db.comments)
+			assert.Empty(t, e.db.rows().Comments)
 			assert.Empty(t, e.flushed(t))
 		})
 	}
@@ -63,7 +63,7 @@ func TestCreateComment(t *testing.T) {
 			id := tt.record(c)
 			_, err := e.app.CreateComment(ctx, actorOf(c.otherDoctor), id, ptr("x"))
 			requireFields(t, err, map[string][]string{"record": {`Invalid pk "` + strconv.FormatInt(id, 10) + `" - object does not exist.`}})
-			assert.Empty(t, e.db.comments)
+			assert.Empty(t, e.db.rows().Comments)
 			if tt.audit {
 				assert.Equal(t, []auditShape{{c.otherDoctor.ID, domain.ActionCommentCreate, id, c.owner.ID, domain.OutcomeDenied}}, shapes(e.flushed(t)))
 			} else {
@@ -87,7 +87,7 @@ func TestCreateComment(t *testing.T) {
 			c := newCast(t, e)
 			_, err := e.app.CreateComment(ctx, actorOf(c.doctor), c.record.ID, tt.text)
 			requireFields(t, err, map[string][]string{"comment": {tt.want}})
-			assert.Empty(t, e.db.comments)
+			assert.Empty(t, e.db.rows().Comments)
 			assert.Empty(t, e.auditEntries())
 		})
 	}
@@ -108,7 +108,7 @@ func TestCreateComment(t *testing.T) {
 			tt.setup(e)
 			_, err := e.app.CreateComment(ctx, actorOf(c.doctor), c.record.ID, ptr("x"))
 			assert.ErrorIs(t, err, errBoom)
-			assert.Empty(t, e.db.comments)
+			assert.Empty(t, e.db.rows().Comments)
 			assert.Empty(t, e.auditEntries())
 		})
 	}
@@ -183,11 +183,11 @@ func TestListComments(t *testing.T) {
 		// former author none.
 		{"doctor_assigned_records", c.doctor, 0, []domain.Comment{c3, c2, c1}},
 		{"doctor_one_record", c.doctor, c.record.ID, []domain.Comment{c3, c1}},
-		{"author_no_longer_assigned", c.otherDoctor, 0, nil},
-		{"author_filter_on_record_it_left", c.otherDoctor, c.record.ID, nil},
+		{"author_no_longer_assigned", c.otherDoctor, 0, []domain.Comment{}},
+		{"author_filter_on_record_it_left", c.otherDoctor, c.record.ID, []domain.Comment{}},
 		{"patient_comments_on_own_records", c.owner, 0, []domain.Comment{c3, c1}},
 		{"other_patient", c.otherPatient, 0, []domain.Comment{c2}},
-		{"patient_filter_on_someone_elses_record", c.otherPatient, c.record.ID, nil},
+		{"patient_filter_on_someone_elses_record", c.otherPatient, c.record.ID, []domain.Comment{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,7 +46,7 @@ func (a *App) Sinks() []string {
 func (a *App) DeliverNotifications(ctx context.Context, owner string, limit int) (int, error) {
 	var events []domain.OutboxEvent
 	var now time.Time
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		now = a.clock.Now()
 		evs, err := tx.Outbox().Claim(ctx, domain.SinkNotification, owner, now, inAppLease, limit)
 		if err != nil || len(evs) == 0 {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +26,7 @@ const dummyHash = fakeHashPrefix + "healthrecord-dummy-password-for-timing"
 // testEnv is an App over fakes, with the fakes at hand.
 type testEnv struct {
 	app    *App
-	db     *memDB
+	db     *fakeDB
 	tokens *fakeTokens
 	hasher *fakeHasher
 	clock  *fakeClock
@@ -34,11 +36,11 @@ type testEnv struct {
 func newEnv(t *testing.T, cfg Config) *testEnv {
 	t.Helper()
 	e := &testEnv{
-		db: newMemDB(), tokens: &fakeTokens{issued: map[string]ports.TokenClaims{}},
+		db: newFakeDB(), tokens: &fakeTokens{issued: map[string]ports.TokenClaims{}},
 		hasher: &fakeHasher{}, clock: &fakeClock{t: t0},
 	}
 	e.app = New(Deps{
-		Store: &fakeStore{e.db}, Tokens: e.tokens, Hasher: e.hasher, Clock: e.clock, Random: counterRandom(),
+		Store: e.db, Tokens: e.tokens, Hasher: e.hasher, Clock: e.clock, Random: counterRandom(),
 	}, cfg)
 	require.NoError(t, e.app.Start(context.Background()))
 	return e
@@ -57,7 +59,7 @@ func (e *testEnv) mustUser(t *testing.T, username string, role domain.Role, mods
 	for _, m := range mods {
 		m(&u)
 	}
-	require.NoError(t, (&fakeUsers{e.db}).Create(context.Background(), &u))
+	require.NoError(t, e.db.Users().Create(context.Background(), &u))
 	e.clock.Advance(time.Millisecond) // distinct created_at, newest last
 	return u
 }
@@ -77,7 +79,7 @@ func (e *testEnv) mustRecord(t *testing.T, patient, doctor domain.User) domain.R
 		PatientID: patient.ID, DoctorID: doctor.ID, Title: "Title of " + patient.Username,
 		Content: "Content of " + patient.Username, CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now(),
 	}
-	require.NoError(t, (&fakeRecords{e.db}).Create(context.Background(), &r))
+	require.NoError(t, e.db.Records().Create(context.Background(), &r))
 	e.clock.Advance(time.Millisecond)
 	r.Comments = []domain.Comment{}
 	return r
@@ -87,7 +89,7 @@ func (e *testEnv) mustRecord(t *testing.T, patient, doctor domain.User) domain.R
 func (e *testEnv) mustComment(t *testing.T, r domain.Record, doctor domain.User) domain.Comment {
 	t.Helper()
 	c := domain.Comment{RecordID: r.ID, DoctorID: doctor.ID, Text: "Comment by " + doctor.Username, CreatedAt: e.clock.Now()}
-	require.NoError(t, (&fakeComments{e.db}).Create(context.Background(), &c))
+	require.NoError(t, e.db.Comments().Create(context.Background(), &c))
 	e.clock.Advance(time.Millisecond)
 	return c
 }
@@ -100,52 +102,37 @@ func (e *testEnv) mustSignIn(t *testing.T, username string) TokenPair {
 	return p
 }
 
-// record reads a record straight from the fake database.
+// record reads a record straight from the fake database, without its
+// comments.
 func (e *testEnv) record(t *testing.T, id int64) (domain.Record, bool) {
 	t.Helper()
-	e.db.mu.Lock()
-	defer e.db.mu.Unlock()
-	r, ok := e.db.records[id]
+	r, ok := e.db.rows().Records[id]
 	return r, ok
 }
 
 // auditEntries returns what the fake database holds, oldest first.
 func (e *testEnv) auditEntries() []domain.AuditEntry {
-	e.db.mu.Lock()
-	defer e.db.mu.Unlock()
-	return append([]domain.AuditEntry(nil), e.db.audit...)
+	return slices.Clone(e.db.rows().Audit)
 }
 
 // outboxEvents returns the stored events by id.
 func (e *testEnv) outboxEvents() map[int64]domain.OutboxEvent {
-	e.db.mu.Lock()
-	defer e.db.mu.Unlock()
-	out := map[int64]domain.OutboxEvent{}
-	for id, ev := range e.db.outbox {
-		out[id] = ev
-	}
-	return out
+	return maps.Clone(e.db.rows().Outbox)
 }
 
 // session returns the stored session.
 func (e *testEnv) session(t *testing.T, id string) domain.Session {
 	t.Helper()
-	e.db.mu.Lock()
-	defer e.db.mu.Unlock()
-	s, ok := e.db.sessions[id]
+	s, ok := e.db.rows().Sessions[id]
 	require.True(t, ok, "no session %q", id)
 	return s
 }
 
-// revokeElsewhere revokes a session directly in the database, as another
-// process (the CLI) would, without telling the app.
+// revokeElsewhere revokes a session in the database, as another process
+// (the CLI) would, without telling the app.
 func (e *testEnv) revokeElsewhere(t *testing.T, id string, at time.Time) {
 	t.Helper()
-	e.db.mu.Lock()
-	defer e.db.mu.Unlock()
-	s, ok := e.db.sessions[id]
-	require.True(t, ok)
-	e.db.revoke(s, at)
+	require.NoError(t, e.db.Sessions().Revoke(context.Background(), id, at))
 }
 
 // requireCode asserts err is a domain error with code and, if set, message.

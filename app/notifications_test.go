@@ -15,9 +15,9 @@ import (
 func (e *testEnv) mustDeliver(t *testing.T, r domain.Record) domain.OutboxEvent {
 	t.Helper()
 	ev := domain.NewAssignmentEvent(r, e.clock.Now())
-	require.NoError(t, (&fakeOutbox{e.db, false}).Add(ctx, &ev))
+	require.NoError(t, e.db.Outbox().Add(ctx, &ev))
 	n := domain.NotificationFor(ev)
-	_, err := (&fakeNotifications{e.db}).Create(ctx, &n)
+	_, err := e.db.Notifications().Create(ctx, &n)
 	require.NoError(t, err)
 	e.clock.Advance(time.Millisecond)
 	return ev

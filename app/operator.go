@@ -27,7 +27,7 @@ func (a *App) CreateSuperuser(ctx context.Context, username, email, password str
 		return domain.User{}, err
 	}
 	u.Role, u.Approved = domain.RoleAdmin, true
-	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err = a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		if err := tx.Users().Create(ctx, &u); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (a *App) OutboxRetry(ctx context.Context, id int64) (domain.OutboxEvent, er
 // transaction.
 func (a *App) retryOutbox(ctx context.Context, actor domain.Actor, id int64) (domain.OutboxEvent, error) {
 	var ev domain.OutboxEvent
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		var err error
 		if ev, err = tx.Outbox().Retry(ctx, id, a.clock.Now()); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"healthrecord/adapters/memstore"
 	"healthrecord/domain"
 	"healthrecord/ports"
 )
@@ -134,10 +135,11 @@ func TestVerifyAudit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, broken, "the app's entries chain")
 
-	e.db.mu.Lock()
-	e.db.audit[1].Outcome = domain.OutcomeDenied // an edit behind the app's back
-	id := e.db.audit[1].ID
-	e.db.mu.Unlock()
+	var id int64
+	e.db.Raw(func(t *memstore.Tables) {
+		t.Audit[1].Outcome = domain.OutcomeDenied // an edit behind the app's back
+		id = t.Audit[1].ID
+	})
 	broken, err = e.app.VerifyAudit(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, id, broken)

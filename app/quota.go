@@ -11,7 +11,7 @@ import (
 // stored records and comments beyond the configured quota. It runs in the
 // write's own transaction, so concurrent writes cannot both slip under.
 // EQuota.
-func (a *App) checkQuota(ctx context.Context, tx ports.Tx, patientID, added int64) error {
+func (a *App) checkQuota(ctx context.Context, tx ports.Repos, patientID, added int64) error {
 	if a.cfg.QuotaBytes <= 0 || added <= 0 {
 		return nil // off, or the write frees room
 	}

@@ -37,7 +37,7 @@ func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.Rec
 		return domain.Record{}, err
 	}
 	var rec domain.Record
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		now := a.clock.Now() // one now per transaction
 		r, err := domain.NewRecord(actor.ID, c, now)
 		if err != nil {
@@ -106,7 +106,7 @@ func (a *App) GetRecord(ctx context.Context, actor domain.Actor, id int64) (doma
 // transaction. EForbidden for the assigned doctor, ENotFound for others.
 func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c domain.RecordChange, full bool) (domain.Record, error) {
 	var rec domain.Record
-	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Tx, r *domain.Record) error {
+	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Repos, r *domain.Record) error {
 		now := a.clock.Now()
 		before := recordBytes(*r)
 		assigned, err := r.Apply(c, full, now)
@@ -141,7 +141,7 @@ func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c 
 // DeleteRecord removes the owner's record and its comments. EForbidden for
 // the assigned doctor, ENotFound for others.
 func (a *App) DeleteRecord(ctx context.Context, actor domain.Actor, id int64) error {
-	return a.changeRecord(ctx, actor, id, domain.ActionRecordDelete, func(tx ports.Tx, r *domain.Record) error {
+	return a.changeRecord(ctx, actor, id, domain.ActionRecordDelete, func(tx ports.Repos, r *domain.Record) error {
 		return tx.Records().Delete(ctx, r.ID)
 	})
 }
@@ -151,9 +151,9 @@ func (a *App) DeleteRecord(ctx context.Context, actor domain.Actor, id int64) er
 // existing record is audited as denied in its own transaction, because
 // the refused one rolls back.
 func (a *App) changeRecord(ctx context.Context, actor domain.Actor, id int64, action string,
-	change func(tx ports.Tx, r *domain.Record) error) error {
+	change func(tx ports.Repos, r *domain.Record) error) error {
 	var denied *domain.Record
-	err := a.store.WithinTx(ctx, func(tx ports.Tx) error {
+	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
 		r, err := tx.Records().Get(ctx, id)
 		if err != nil {
 			if domain.ErrorCode(err) == domain.ENotFound {

@@ -80,9 +80,9 @@ func TestCreateRecord(t *testing.T) {
 		for id, ev := range events {
 			assert.Equal(t, domain.OutboxEvent{ID: id, Kind: domain.KindDoctorAssigned, RecordID: r.ID, PatientID: c.owner.ID,
 				DoctorID: c.doctor.ID, State: domain.OutboxPending, NextAttemptAt: now, CreatedAt: now,
-				Deliveries: []domain.Delivery{{Sink: domain.SinkNotification, State: domain.OutboxPending, NextAttemptAt: now, Since: now}},
+				Deliveries: []domain.Delivery{{EventID: id, Sink: domain.SinkNotification, State: domain.OutboxPending, NextAttemptAt: now, Since: now}},
 			}, ev, "no mailer: the in-API notification alone")
-			assert.True(t, e.db.outboxInTx[id], "written through the transaction")
+			assert.True(t, e.db.inTx(t, "Outbox.Add", 0), "written through the transaction")
 		}
 
 		entries := e.auditEntries()
@@ -92,7 +92,7 @@ func TestCreateRecord(t *testing.T) {
 		assert.Equal(t, "192.0.2.1", entries[0].RemoteAddr)
 		assert.Equal(t, domain.RolePatient, entries[0].ActorRole)
 		assert.Equal(t, now, entries[0].At)
-		assert.True(t, e.db.auditInTx[0])
+		assert.True(t, e.db.inTx(t, "Audit.Append", 0))
 	})
 
 	t.Run("without_doctor_no_event", func(t *testing.T) {
@@ -123,7 +123,7 @@ func TestCreateRecord(t *testing.T) {
 			c := newCast(t, e)
 			_, err := e.app.CreateRecord(ctx, actorOf(tt.actor(c)), domain.RecordChange{Title: ptr("t"), Content: ptr("c")})
 			requireCode(t, err, domain.EForbidden, tt.msg)
-			assert.Len(t, e.db.records, 2)
+			assert.Len(t, e.db.rows().Records, 2)
 			assert.Empty(t, e.auditEntries())
 		})
 	}
@@ -145,7 +145,7 @@ func TestCreateRecord(t *testing.T) {
 			id := tt.id(c)
 			_, err := e.app.CreateRecord(ctx, actorOf(c.owner), domain.RecordChange{Title: ptr("t"), Content: ptr("c"), SetDoctor: true, DoctorID: id})
 			requireFields(t, err, map[string][]string{"doctor": {`Invalid pk "` + strconv.FormatInt(id, 10) + `" - object does not exist.`}})
-			assert.Len(t, e.db.records, 2)
+			assert.Len(t, e.db.rows().Records, 2)
 			assert.Empty(t, e.outboxEvents())
 		})
 	}
@@ -179,7 +179,7 @@ func TestCreateRecord(t *testing.T) {
 			})
 			assert.ErrorIs(t, err, errBoom)
 			assert.Zero(t, r)
-			assert.Len(t, e.db.records, 2)
+			assert.Len(t, e.db.rows().Records, 2)
 			assert.Empty(t, e.outboxEvents())
 			assert.Empty(t, e.auditEntries())
 		})
@@ -201,7 +201,7 @@ func TestListRecords(t *testing.T) {
 		{"other_patient", c.otherPatient, []domain.Record{theirs}},
 		{"doctor_sees_assigned", c.doctor, []domain.Record{theirs, c.record}},
 		{"other_doctor", c.otherDoctor, []domain.Record{mine}},
-		{"doctor_with_nothing", c.pendingDoctor, nil},
+		{"doctor_with_nothing", c.pendingDoctor, []domain.Record{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -372,18 +372,18 @@ func TestUpdateRecord(t *testing.T) {
 			events := e.outboxEvents()
 			if tt.want.event {
 				require.Len(t, events, 1)
-				for id, ev := range events {
+				for _, ev := range events {
 					assert.Equal(t, want.DoctorID, ev.DoctorID)
 					assert.Equal(t, c.record.ID, ev.RecordID)
 					assert.Equal(t, c.owner.ID, ev.PatientID)
-					assert.True(t, e.db.outboxInTx[id])
+					assert.True(t, e.db.inTx(t, "Outbox.Add", 0))
 				}
 			} else {
 				assert.Empty(t, events)
 			}
 			assert.Equal(t, []auditShape{{c.owner.ID, domain.ActionRecordUpdate, c.record.ID, c.owner.ID, domain.OutcomeAllowed}},
 				shapes(e.auditEntries()))
-			assert.True(t, e.db.auditInTx[0])
+			assert.True(t, e.db.inTx(t, "Audit.Append", 0))
 		})
 	}
 
@@ -468,7 +468,7 @@ func TestUpdateRecord(t *testing.T) {
 			// The refusal is audited at once, outside the rolled-back tx.
 			entries := e.auditEntries()
 			assert.Equal(t, []auditShape{{actor.ID, domain.ActionRecordUpdate, c.record.ID, c.owner.ID, domain.OutcomeDenied}}, shapes(entries))
-			assert.False(t, e.db.auditInTx[0])
+			assert.False(t, e.db.inTx(t, "Audit.Append", 0))
 		})
 	}
 
@@ -533,7 +533,7 @@ func TestDeleteRecord(t *testing.T) {
 		require.NoError(t, e.app.DeleteRecord(ctx, actorOf(c.owner), c.record.ID))
 		_, ok := e.record(t, c.record.ID)
 		assert.False(t, ok)
-		assert.Empty(t, e.db.comments, "its comments go with it")
+		assert.Empty(t, e.db.rows().Comments, "its comments go with it")
 		assert.Equal(t, []auditShape{{c.owner.ID, domain.ActionRecordDelete, c.record.ID, c.owner.ID, domain.OutcomeAllowed}},
 			shapes(e.auditEntries()))
 	})
@@ -558,7 +558,7 @@ func TestDeleteRecord(t *testing.T) {
 			c := newCast(t, e)
 			actor, id := tt.actor(c), tt.id(c)
 			requireCode(t, e.app.DeleteRecord(ctx, actorOf(actor), id), tt.code, "")
-			assert.Len(t, e.db.records, 2)
+			assert.Len(t, e.db.rows().Records, 2)
 			if tt.audit {
 				assert.Equal(t, []auditShape{{actor.ID, domain.ActionRecordDelete, id, c.owner.ID, domain.OutcomeDenied}}, shapes(e.auditEntries()))
 			} else {

@@ -270,7 +270,7 @@ type Sessions interface {
 }
 
 // Repos are the repositories, bound either to the database (each call on
-// its own) or to one transaction.
+// its own) or to one transaction (the unit of work WithinTx hands out).
 type Repos interface {
 	Users() Users
 	Records() Records
@@ -281,11 +281,6 @@ type Repos interface {
 	Sessions() Sessions
 }
 
-// Tx is a unit of work: repositories bound to one transaction.
-type Tx interface {
-	Repos
-}
-
 // Store is the database: repositories for single reads, and transactions.
 type Store interface {
 	Repos
@@ -293,7 +288,7 @@ type Store interface {
 	// nil (the commit error is returned), rolled back otherwise. Writes
 	// that must happen together, such as an assignment and its outbox
 	// event, go in one call.
-	WithinTx(ctx context.Context, fn func(tx Tx) error) error
+	WithinTx(ctx context.Context, fn func(tx Repos) error) error
 	// Counts totals accounts, outbox events and audit entries, for the
 	// admin's overview, from one snapshot.
 	Counts(ctx context.Context) (Counts, error)

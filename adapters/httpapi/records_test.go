@@ -224,7 +224,7 @@ func TestPagination(t *testing.T) {
 	}
 
 	t.Run("limit is clamped to 500", func(t *testing.T) {
-		require.NoError(t, e.db.WithinTx(context.Background(), func(tx ports.Tx) error {
+		require.NoError(t, e.db.WithinTx(context.Background(), func(tx ports.Repos) error {
 			for i := range 501 {
 				r := domain.Record{PatientID: p.ID, Title: "bulk", Content: "bulk", CreatedAt: time.Now().UTC().Add(-time.Duration(i+1) * time.Hour)}
 				r.UpdatedAt = r.CreatedAt

@@ -26,7 +26,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 		doc := mustUser(b, db, "doc", domain.RoleDoctor)
 		ctx := context.Background()
 		for i := 0; i < backlog; i += 100 {
-			require.NoError(b, db.WithinTx(ctx, func(tx ports.Tx) error {
+			require.NoError(b, db.WithinTx(ctx, func(tx ports.Repos) error {
 				for range 100 {
 					e := domain.NewAssignmentEvent(domain.Record{ID: 1, PatientID: p.ID, DoctorID: doc.ID}, time.Now())
 					if err := tx.Outbox().Add(ctx, &e); err != nil {

@@ -176,7 +176,7 @@ func assign(t *testing.T, db *sqlite.DB, a *app.App, patient domain.User, doctor
 	var ids []int64
 	for i := range n {
 		doc := doctors[i%len(doctors)]
-		require.NoError(t, db.WithinTx(context.Background(), func(tx ports.Tx) error {
+		require.NoError(t, db.WithinTx(context.Background(), func(tx ports.Repos) error {
 			r := domain.Record{PatientID: patient.ID, DoctorID: doc.ID, Title: "t", Content: "c",
 				CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 			if err := tx.Records().Create(context.Background(), &r); err != nil {

@@ -40,7 +40,7 @@ func mustPatient(t *testing.T, db *DB, name string) domain.User {
 // transaction, as the app does.
 func createRecord(ctx context.Context, db *DB, patient int64, i int) (int64, error) {
 	var id int64
-	err := db.WithinTx(ctx, func(tx ports.Tx) error {
+	err := db.WithinTx(ctx, func(tx ports.Repos) error {
 		r := domain.Record{PatientID: patient, Title: "t", Content: "some content", CreatedAt: t0.Add(time.Duration(i)), UpdatedAt: t0}
 		if err := tx.Records().Create(ctx, &r); err != nil {
 			return err
@@ -232,7 +232,7 @@ func TestOnOutboxCommit_OnlyAfterCommit(t *testing.T) {
 	})
 
 	t.Run("commit", func(t *testing.T) {
-		err := db.WithinTx(ctx, func(tx ports.Tx) error {
+		err := db.WithinTx(ctx, func(tx ports.Repos) error {
 			r := domain.Record{PatientID: p.ID, Title: "t", Content: "c", CreatedAt: t0, UpdatedAt: t0}
 			require.NoError(t, tx.Records().Create(ctx, &r))
 			e := domain.NewAssignmentEvent(r, t0)
@@ -247,7 +247,7 @@ func TestOnOutboxCommit_OnlyAfterCommit(t *testing.T) {
 
 	t.Run("rollback", func(t *testing.T) {
 		calls.Store(0)
-		err := db.WithinTx(ctx, func(tx ports.Tx) error {
+		err := db.WithinTx(ctx, func(tx ports.Repos) error {
 			r := domain.Record{PatientID: p.ID, Title: "t", Content: "c", CreatedAt: t0, UpdatedAt: t0}
 			require.NoError(t, tx.Records().Create(ctx, &r))
 			e := domain.NewAssignmentEvent(r, t0)
@@ -260,7 +260,7 @@ func TestOnOutboxCommit_OnlyAfterCommit(t *testing.T) {
 
 	t.Run("no_outbox_write", func(t *testing.T) {
 		calls.Store(0)
-		require.NoError(t, db.WithinTx(ctx, func(tx ports.Tx) error {
+		require.NoError(t, db.WithinTx(ctx, func(tx ports.Repos) error {
 			return tx.Audit().Append(ctx, domain.AuditEntry{At: t0, ActorID: p.ID, Action: domain.ActionRecordList})
 		}))
 		assert.Zero(t, calls.Load())
@@ -371,7 +371,7 @@ func TestContext_Cancellation(t *testing.T) {
 
 	t.Run("before_the_call", func(t *testing.T) {
 		called := false
-		err := db.WithinTx(canceled, func(ports.Tx) error { called = true; return nil })
+		err := db.WithinTx(canceled, func(ports.Repos) error { called = true; return nil })
 		require.ErrorIs(t, err, context.Canceled)
 		assert.False(t, called)
 		_, err = db.Records().Get(canceled, 1)
@@ -390,7 +390,7 @@ func TestContext_Cancellation(t *testing.T) {
 
 	t.Run("inside_a_transaction", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		err := db.WithinTx(ctx, func(tx ports.Tx) error {
+		err := db.WithinTx(ctx, func(tx ports.Repos) error {
 			r := domain.Record{PatientID: p.ID, Title: "t", Content: "c", CreatedAt: t0, UpdatedAt: t0}
 			require.NoError(t, tx.Records().Create(ctx, &r))
 			cancel()
@@ -406,7 +406,7 @@ func TestContext_Cancellation(t *testing.T) {
 		held, release := make(chan struct{}), make(chan struct{})
 		done := make(chan error)
 		go func() {
-			done <- db.WithinTx(t.Context(), func(ports.Tx) error { close(held); <-release; return nil })
+			done <- db.WithinTx(t.Context(), func(ports.Repos) error { close(held); <-release; return nil })
 		}()
 		<-held
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)

@@ -57,33 +57,31 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	}
 	h := r.s.db.auditHasher()
 	err := r.s.atomic(ctx, func(s scope) error {
-		var lastID int64
-		var lastHash string
+		var head domain.AuditHead
 		if err := s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
-			Scan(&lastID, &lastHash); err != nil {
+			Scan(&head.ID, &head.Hash); err != nil {
 			return err
 		}
+		for i := range entries {
+			entries[i].At = fromNanos(toNanos(entries[i].At)) // exactly what is stored, and hashed
+		}
+		head, mac := h.Link(head, entries)
 		// Several rows per INSERT: a read burst flushes hundreds of entries,
 		// and each statement has a fixed cost beside its row's.
 		for rest := entries; len(rest) > 0; {
 			chunk := rest[:min(len(rest), auditRowsPerInsert)]
 			rest = rest[len(chunk):]
 			args := make([]any, 0, auditColCount*len(chunk))
-			for i := range chunk {
-				e := &chunk[i]
-				e.At = fromNanos(toNanos(e.At)) // exactly what is stored, and hashed
-				e.ID, e.PrevHash = lastID+1, lastHash
-				e.Hash = h.Entry(*e, e.PrevHash)
+			for _, e := range chunk {
 				args = append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
 					e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash)
-				lastID, lastHash = e.ID, e.Hash
 			}
 			if _, err := s.writer().ExecContext(ctx, auditInserts[len(chunk)], args...); err != nil {
 				return err
 			}
 		}
 		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
-			lastID, lastHash, h.Head(lastID, lastHash))
+			head.ID, head.Hash, mac)
 		return err
 	})
 	if err != nil {
@@ -152,46 +150,25 @@ func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.Audi
 		if err != nil {
 			return err
 		}
-		var lastID int64
-		var lastHash string
-		sinceFound := false
+		w := h.Walk(since)
 		for rows.Next() {
 			e, err := scanAudit(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			c.Entries++
-			if c.FirstBroken != 0 {
-				continue // count the rest
-			}
-			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != h.Entry(e, e.PrevHash) {
-				c.FirstBroken = e.ID
-				continue
-			}
-			if since != nil && e.ID == since.ID {
-				sinceFound = e.Hash == since.Hash
-			}
-			lastID, lastHash = e.ID, e.Hash
+			w.Next(e)
 		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil || c.FirstBroken != 0 {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
-		var headID int64
-		var headHash, headMAC string
-		err = q.QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac FROM audit_head WHERE one = 1`).Scan(&headID, &headHash, &headMAC)
+		var head domain.AuditHead
+		var headMAC string
+		err = q.QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac FROM audit_head WHERE one = 1`).Scan(&head.ID, &head.Hash, &headMAC)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		// An empty chain that never had an entry has no MAC yet.
-		pristine := headID == 0 && headHash == "" && headMAC == ""
-		if headID != lastID || headHash != lastHash || (!pristine && headMAC != h.Head(headID, headHash)) {
-			c.FirstBroken = max(headID, lastID, 1)
-			return nil
-		}
-		if since != nil && !sinceFound {
-			c.FirstBroken = min(since.ID, lastID+1)
-		}
+		c = w.End(head, headMAC)
 		return nil
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ func BenchmarkRecordsList(b *testing.B) {
 		mustUser(b, db, fmt.Sprint("p", i), domain.RolePatient)
 	}
 	d := mustUser(b, db, "d", domain.RoleDoctor)
-	require.NoError(b, db.WithinTx(b.Context(), func(tx ports.Tx) error {
+	require.NoError(b, db.WithinTx(b.Context(), func(tx ports.Repos) error {
 		for p := range int64(patients) {
 			for i := range 10 {
 				r := domain.Record{PatientID: p + 1, DoctorID: d.ID, Title: fmt.Sprint("Visit ", i), Content: strings.Repeat("observations ", 15), CreatedAt: t0, UpdatedAt: t0}

@@ -221,7 +221,7 @@ func (db *DB) outboxCommitted() {
 // error; fn's error or panic rolls it back. Inside fn, use only tx: the
 // write pool has one connection, so a write through the DB would wait for
 // this transaction to end.
-func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Tx) error) error {
+func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error {
 	return db.withTx(ctx, func(t *txn) error { return fn(scope{db: db, tx: t}) })
 }
 
@@ -451,13 +451,13 @@ func (db *DB) Audit() ports.Audit { return scope{db: db}.Audit() }
 func (db *DB) Sessions() ports.Sessions { return scope{db: db}.Sessions() }
 
 // scope is where a repository call runs: on the DB (tx nil) or in a
-// transaction. It implements ports.Tx.
+// transaction. It implements ports.Repos.
 type scope struct {
 	db *DB
 	tx *txn
 }
 
-var _ ports.Tx = scope{}
+var _ ports.Repos = scope{}
 
 func (s scope) Users() ports.Users                 { return users{s} }
 func (s scope) Records() ports.Records             { return records{s} }

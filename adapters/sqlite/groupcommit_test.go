@@ -23,7 +23,7 @@ func holdWriter(t *testing.T, db *DB) (release func()) {
 	t.Helper()
 	held, rel, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- db.WithinTx(t.Context(), func(ports.Tx) error { close(held); <-rel; return nil })
+		done <- db.WithinTx(t.Context(), func(ports.Repos) error { close(held); <-rel; return nil })
 	}()
 	<-held
 	return func() { close(rel); require.NoError(t, <-done) }
@@ -46,7 +46,7 @@ func TestGroupCommit_SharedCommitIsolatesFailures(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { panics[i] = recover() }()
-			errs[i] = db.WithinTx(t.Context(), func(tx ports.Tx) error {
+			errs[i] = db.WithinTx(t.Context(), func(tx ports.Repos) error {
 				r := domain.Record{PatientID: p.ID, Title: fmt.Sprint("r", i), Content: "c", CreatedAt: t0, UpdatedAt: t0}
 				if err := tx.Records().Create(t.Context(), &r); err != nil {
 					return err
@@ -110,6 +110,6 @@ func TestGroupCommit_CloseDrainsThenRefuses(t *testing.T) {
 	_, err := createRecord(t.Context(), db, p.ID, 1)
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-	err = db.WithinTx(t.Context(), func(ports.Tx) error { return nil })
+	err = db.WithinTx(t.Context(), func(ports.Repos) error { return nil })
 	assert.ErrorIs(t, err, errClosed)
 }

@@ -13,7 +13,8 @@ import (
 
 // TestDependencyRule keeps the hexagon honest: domain imports only the
 // standard library, ports only domain, app only domain and ports, and no
-// adapter imports another (package code; tests may wire several).
+// adapter imports another (package code; tests may wire several); the
+// in-memory store needs nothing but the ports.
 func TestDependencyRule(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go tool not on PATH")
@@ -43,6 +44,11 @@ func TestDependencyRule(t *testing.T) {
 				assert.False(t, third || (own && imp != "healthrecord/domain"), "ports imports %s", imp)
 			case p.ImportPath == "healthrecord/app":
 				assert.False(t, third || (own && imp != "healthrecord/domain" && imp != "healthrecord/ports"), "app imports %s", imp)
+			case p.ImportPath == "healthrecord/adapters/memstore":
+				// The in-memory store models the ports alone: no library,
+				// no schema, no other adapter.
+				assert.False(t, third || (own && imp != "healthrecord/domain" && imp != "healthrecord/ports" &&
+					!strings.HasPrefix(imp, "healthrecord/internal/")), "memstore imports %s", imp)
 			case strings.HasPrefix(p.ImportPath, "healthrecord/adapters/"):
 				assert.False(t, strings.HasPrefix(imp, "healthrecord/adapters/") || strings.HasPrefix(imp, "healthrecord/cmd/"),
 					"%s imports %s", p.ImportPath, imp)

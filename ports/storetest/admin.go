@@ -24,6 +24,40 @@ func testAdmin(t *testing.T, open Opener) {
 		}, c)
 	})
 
+	// An empty answer is an empty list, never nil: encoded, it must read
+	// [] and not null.
+	t.Run("empty_lists_are_not_nil", func(t *testing.T) {
+		s := open(t)
+		p := mustPatient(t, s, "p")
+		pg := domain.Page{Limit: 10}
+		none := ports.RecordFilter{PatientID: p.ID}
+		check := func(name string, got any, err error) {
+			t.Helper()
+			require.NoError(t, err, name)
+			assert.NotNil(t, got, name)
+			assert.Empty(t, got, name)
+		}
+		role := domain.RoleDoctor
+		users, err := s.Users().List(ctx(t), ports.UserFilter{Role: &role}, pg)
+		check("users", users, err)
+		recs, err := s.Records().List(ctx(t), none, pg)
+		check("records", recs, err)
+		cs, err := s.Comments().List(ctx(t), ports.CommentFilter{Records: none}, pg)
+		check("comments", cs, err)
+		ns, err := s.Notifications().List(ctx(t), p.ID, pg)
+		check("notifications", ns, err)
+		after, err := s.Notifications().After(ctx(t), p.ID, 0, 10)
+		check("notifications after", after, err)
+		evs, err := s.Outbox().List(ctx(t), ports.OutboxFilter{}, pg)
+		check("outbox", evs, err)
+		claimed, err := s.Outbox().Claim(ctx(t), inApp, "A", t0, time.Minute, 10)
+		check("claimed", claimed, err)
+		es, err := s.Audit().List(ctx(t), ports.AuditFilter{}, pg)
+		check("audit", es, err)
+		revoked, err := s.Sessions().RevokedAfter(ctx(t), 0, t0)
+		check("revoked", revoked, err)
+	})
+
 	t.Run("totals", func(t *testing.T) {
 		s, r := outboxFixture(t, open) // one patient, one approved doctor
 		mustUser(t, s, "admin", domain.RoleAdmin)

@@ -181,7 +181,7 @@ func testAudit(t *testing.T, open Opener) {
 	t.Run("rolled_back_append_leaves_no_gap", func(t *testing.T) {
 		s := open(t)
 		boom := errors.New("boom")
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			require.NoError(t, tx.Audit().Append(ctx(t), entry(1, 1, 1, at(1))))
 			return boom
 		})
@@ -190,6 +190,30 @@ func testAudit(t *testing.T, open Opener) {
 		require.NoError(t, s.Audit().Append(ctx(t), e...))
 		assert.Equal(t, int64(1), e[0].ID)
 		requireIntact(t, s)
+	})
+
+	// The operator's verify and the app's appends run at once.
+	t.Run("verify_while_appending", func(t *testing.T) {
+		s := open(t)
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		for i := range n {
+			wg.Go(func() { errs <- s.Audit().Append(ctx(t), entry(int64(i+1), 1, 1, at(i))) })
+			wg.Go(func() {
+				c, err := s.Audit().Verify(ctx(t), nil)
+				if err == nil && !c.OK() {
+					err = fmt.Errorf("broken at %d while appending", c.FirstBroken)
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		assert.Equal(t, int64(n), requireIntact(t, s))
 	})
 
 	t.Run("concurrent_appends_keep_one_chain", func(t *testing.T) {

@@ -165,7 +165,7 @@ func testRecords(t *testing.T, open Opener) {
 
 		// A transaction that changes and reads the record, then fails.
 		errRollback := domain.Forbidden("roll back")
-		err := s.WithinTx(ctx(t), func(tx ports.Tx) error {
+		err := s.WithinTx(ctx(t), func(tx ports.Repos) error {
 			changed := r
 			changed.Title = "rolled back"
 			require.NoError(t, tx.Records().Update(ctx(t), changed))
@@ -243,6 +243,17 @@ func testRecords(t *testing.T, open Opener) {
 		assert.Equal(t, []int64{c3.ID}, commentIDs(got[0].Comments))
 		assert.Empty(t, got[1].Comments)
 		assert.Equal(t, []int64{c1.ID, c2.ID}, commentIDs(got[2].Comments))
+	})
+
+	// Lists are filtered by the actor in the store: a forgotten filter
+	// must be an error, never every record.
+	t.Run("unfiltered_list_is_refused", func(t *testing.T) {
+		s := open(t)
+		p, d := mustPatient(t, s, "p"), mustDoctor(t, s, "d")
+		mustRecord(t, s, p.ID, d.ID, at(0))
+		got, err := s.Records().List(ctx(t), ports.RecordFilter{}, domain.Page{Limit: 10})
+		require.Error(t, err, "an unfiltered list must not show every record")
+		assert.Empty(t, got)
 	})
 
 	t.Run("default_page_size", func(t *testing.T) {

@@ -14,7 +14,9 @@ import (
 	"healthrecord/ports"
 )
 
-// Opener returns a new, empty, migrated store; it owns its cleanup.
+// Opener returns a new, empty store, ready for use: each adapter prepares
+// its own (the SQLite test opens and migrates a file; the suite knows no
+// schema). It owns its cleanup.
 type Opener func(t *testing.T) ports.Store
 
 // Run runs the whole contract suite against the stores open returns; each

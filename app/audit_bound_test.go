@@ -24,13 +24,13 @@ type slowAuditStore struct {
 	appended    atomic.Int64
 }
 
-func (s *slowAuditStore) WithinTx(ctx context.Context, fn func(tx ports.Tx) error) error {
+func (s *slowAuditStore) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error {
 	time.Sleep(s.delay)
 	return fn(slowAuditTx{s: s})
 }
 
 type slowAuditTx struct {
-	ports.Tx
+	ports.Repos
 	s *slowAuditStore
 }
 

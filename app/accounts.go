@@ -20,15 +20,12 @@ type TokenPair struct {
 // remoteAddr. Doctors start unapproved unless the operator turned
 // auto-approval on. EInvalid, EThrottled (hashing queues full).
 func (a *App) Register(ctx context.Context, r domain.Registration, remoteAddr string) (domain.User, error) {
-	if err := r.Validate(); err != nil {
-		return domain.User{}, err
-	}
-	hash, err := a.hash(ctx, remoteAddr, r.Password)
+	// Built, and so validated once, before the costly hash is computed.
+	u, err := domain.NewUser(r, "", a.cfg.AutoApproveDoctors, a.clock.Now())
 	if err != nil {
 		return domain.User{}, err
 	}
-	u, err := domain.NewUser(r, hash, a.cfg.AutoApproveDoctors, a.clock.Now())
-	if err != nil {
+	if u.PasswordHash, err = a.hash(ctx, remoteAddr, r.Password); err != nil {
 		return domain.User{}, err
 	}
 	err = a.store.WithinTx(ctx, func(tx ports.Tx) error {
@@ -308,8 +305,9 @@ func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string, e
 
 // Doctors lists approved, active doctors, for choosing whom to assign.
 func (a *App) Doctors(ctx context.Context, _ domain.Actor, p domain.Page) ([]domain.User, *domain.Cursor, error) {
-	role, yes := domain.RoleDoctor, true
-	items, err := a.store.Users().List(ctx, ports.UserFilter{Role: &role, Approved: &yes, Active: &yes}, pageQuery(p))
+	rule := domain.AssignableDoctor // the same rule User.Assignable checks
+	f := ports.UserFilter{Role: &rule.Role, Approved: &rule.Approved, Active: &rule.Active}
+	items, err := a.store.Users().List(ctx, f, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}

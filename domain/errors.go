@@ -105,6 +105,9 @@ const (
 	ReasonTokenInvalid = "token_not_valid"
 )
 
+// InvalidChoice is DRF's message for a value outside a field's choices.
+func InvalidChoice(v string) string { return `"` + v + `" is not a valid choice.` }
+
 // MaxLengthMessage is DRF's max_length message.
 func MaxLengthMessage(n int) string {
 	return fmt.Sprintf("Ensure this field has no more than %d characters.", n)

@@ -332,7 +332,7 @@ func (s *server) adminUsers(w http.ResponseWriter, r *http.Request) {
 	p := q.page()
 	var f ports.UserFilter
 	if role := q.choice("role", string(domain.RolePatient), string(domain.RoleDoctor), string(domain.RoleAdmin)); role != "" {
-		rl := domain.Role(role)
+		rl, _ := domain.ParseRole(role) // one of the choices
 		f.Role = &rl
 	}
 	f.Approved = q.boolean("approved")

@@ -264,6 +264,9 @@ func (o *object) pk(name string, required, nullable bool) (id int64, present boo
 	return id, true
 }
 
+// failed reports whether a field was missing or of the wrong type.
+func (o *object) failed() bool { return len(o.errs) > 0 }
+
 // err is the collected field errors, merged with more (the domain's own
 // validation of what did parse), so a client hears of every field at once.
 func (o *object) err(more error) error {

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/hex"
-	"strconv"
 	"time"
 
 	"healthrecord/domain"
@@ -55,7 +54,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 	key := a.usernameKey(username)
 	res, wait := a.throttle.reserve(key, remoteAddr, now)
 	if wait > 0 {
-		return TokenPair{}, throttled(wait)
+		return TokenPair{}, domain.Throttled(wait)
 	}
 	u, err := a.store.Users().ByUsername(ctx, username)
 	hash := u.PasswordHash
@@ -101,19 +100,6 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 
 func badCredentials() error {
 	return &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
-}
-
-func throttled(wait time.Duration) error {
-	secs := int((wait + time.Second - 1) / time.Second)
-	unit := " seconds." // DRF's Throttled uses ngettext: "1 second."
-	if secs == 1 {
-		unit = " second."
-	}
-	return &domain.Error{
-		Code:       domain.EThrottled,
-		Message:    "Request was throttled. Expected available in " + strconv.Itoa(secs) + unit,
-		RetryAfter: time.Duration(secs) * time.Second,
-	}
 }
 
 func (a *App) issuePair(userID int64, role domain.Role, sessionID string, now time.Time) (TokenPair, error) {
@@ -257,7 +243,7 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 	}
 	res, wait := a.throttle.reserve(a.usernameKey(u.Username), "", a.clock.Now())
 	if wait > 0 {
-		return throttled(wait)
+		return domain.Throttled(wait)
 	}
 	ok, err := a.verifyPassword(ctx, actor.RemoteAddr, u.PasswordHash, oldPassword)
 	if err != nil {

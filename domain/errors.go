@@ -30,10 +30,13 @@ type Error struct {
 	Message string
 	// Fields holds per-field validation messages (EInvalid only).
 	Fields map[string][]string
-	// Reason is a machine-readable sub-code, e.g. "token_not_valid".
-	Reason string
-	// RetryAfter is set on EThrottled.
-	RetryAfter time.Duration
+	// BadToken marks an EUnauthorized error about a token that was
+	// presented (bad, expired, used or revoked), as against credentials
+	// that are missing or wrong.
+	BadToken bool
+	// Wait is how long until the refused attempt may succeed (EThrottled
+	// only).
+	Wait time.Duration
 }
 
 func (e *Error) Error() string {
@@ -102,7 +105,6 @@ const (
 	MsgTokenNotValid   = "Given token not valid for any token type"
 	MsgRefreshInvalid  = "Token is invalid or expired"
 	MsgBadCredentials  = "No active account found with the given credentials"
-	ReasonTokenInvalid = "token_not_valid"
 )
 
 // InvalidChoice is DRF's message for a value outside a field's choices.
@@ -113,6 +115,10 @@ func MaxLengthMessage(n int) string {
 	return fmt.Sprintf("Ensure this field has no more than %d characters.", n)
 }
 
+// Throttled is the EThrottled error for an attempt refused for wait more;
+// the HTTP adapter words it and sets its Retry-After.
+func Throttled(wait time.Duration) error { return &Error{Code: EThrottled, Wait: wait} }
+
 // Forbidden is an EForbidden error with the given detail.
 func Forbidden(msg string) error { return &Error{Code: EForbidden, Message: msg} }
 
@@ -121,10 +127,10 @@ func NotFound() error { return &Error{Code: ENotFound, Message: MsgNotFound} }
 
 // TokenNotValid is the 401 for a bad, expired or revoked access token.
 func TokenNotValid() error {
-	return &Error{Code: EUnauthorized, Message: MsgTokenNotValid, Reason: ReasonTokenInvalid}
+	return &Error{Code: EUnauthorized, Message: MsgTokenNotValid, BadToken: true}
 }
 
 // RefreshNotValid is the 401 for a bad, used or revoked refresh token.
 func RefreshNotValid() error {
-	return &Error{Code: EUnauthorized, Message: MsgRefreshInvalid, Reason: ReasonTokenInvalid}
+	return &Error{Code: EUnauthorized, Message: MsgRefreshInvalid, BadToken: true}
 }

@@ -83,19 +83,37 @@ func errorResponse(err error) response {
 		}
 	case domain.EUnauthorized:
 		body := detail(msg)
-		if de.Reason != "" {
-			body["code"] = de.Reason
+		if de.BadToken {
+			body["code"] = codeTokenNotValid
 		}
 		out.body = body
 		out.header = map[string]string{"WWW-Authenticate": `Bearer realm="api"`}
 	case domain.EThrottled:
-		secs := int64((de.RetryAfter + time.Second - 1) / time.Second)
-		if secs < 1 {
-			secs = 1
+		secs := waitSeconds(de.Wait)
+		if de.Message == "" {
+			out.body = detail(throttledDetail(secs))
 		}
 		out.header = map[string]string{"Retry-After": strconv.FormatInt(secs, 10)}
 	}
 	return out
+}
+
+// codeTokenNotValid is SimpleJWT's "code" for a token it refuses.
+const codeTokenNotValid = "token_not_valid"
+
+// waitSeconds is a wait in whole seconds, rounded up and at least one, so
+// a client told to come back is never early.
+func waitSeconds(wait time.Duration) int64 {
+	return max(1, int64((wait+time.Second-1)/time.Second))
+}
+
+// throttledDetail is DRF's Throttled message, with its ngettext plural.
+func throttledDetail(secs int64) string {
+	unit := " seconds."
+	if secs == 1 {
+		unit = " second."
+	}
+	return "Request was throttled. Expected available in " + strconv.FormatInt(secs, 10) + unit
 }
 
 // writeError answers with err's status and body; only internal errors are

@@ -26,7 +26,7 @@ func pathID(r *http.Request) (int64, error) {
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
 	if wait := s.rates.register.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
-		s.writeError(w, r, throttledError(wait))
+		s.writeError(w, r, domain.Throttled(wait))
 		return
 	}
 	reg, err := s.decodeRegistration(w, r)

@@ -298,7 +298,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if wait := s.rates.user.allow(uint64(actor.ID), time.Now()); wait > 0 {
-			s.writeError(w, r, throttledError(wait))
+			s.writeError(w, r, domain.Throttled(wait))
 			return
 		}
 		actor.RequestID = requestIDOf(r.Context())

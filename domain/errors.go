@@ -94,17 +94,17 @@ func DoesNotExist(field string, id int64) error {
 
 // Messages with DRF's and SimpleJWT's exact wording.
 const (
-	MsgRequired        = "This field is required."
-	MsgBlank           = "This field may not be blank."
-	MsgNull            = "This field may not be null."
-	MsgNullChars       = "Null characters are not allowed."
-	MsgNotString       = "Not a valid string."
-	MsgNoPermission    = "You do not have permission to perform this action."
-	MsgNotFound        = "Not found."
-	MsgNoCredentials   = "Authentication credentials were not provided."
-	MsgTokenNotValid   = "Given token not valid for any token type"
-	MsgRefreshInvalid  = "Token is invalid or expired"
-	MsgBadCredentials  = "No active account found with the given credentials"
+	MsgRequired       = "This field is required."
+	MsgBlank          = "This field may not be blank."
+	MsgNull           = "This field may not be null."
+	MsgNullChars      = "Null characters are not allowed."
+	MsgNotString      = "Not a valid string."
+	MsgNoPermission   = "You do not have permission to perform this action."
+	MsgNotFound       = "Not found."
+	MsgNoCredentials  = "Authentication credentials were not provided."
+	MsgTokenNotValid  = "Given token not valid for any token type"
+	MsgRefreshInvalid = "Token is invalid or expired"
+	MsgBadCredentials = "No active account found with the given credentials"
 )
 
 // InvalidChoice is DRF's message for a value outside a field's choices.

@@ -155,7 +155,7 @@ func (s *server) listRecords(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeAppendedList(w, r, items, next, appendRecord)
+	writeList(w, r, recordsBody(items), next)
 }
 
 func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
@@ -169,7 +169,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeRecord(w, http.StatusCreated, rec)
+	writeJSON(w, http.StatusCreated, recordBody(rec))
 }
 
 func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +183,7 @@ func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeRecord(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, recordBody(rec))
 }
 
 // updateRecord serves PUT (full) and PATCH (partial).
@@ -204,7 +204,7 @@ func (s *server) updateRecord(full bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeRecord(w, http.StatusOK, rec)
+		writeJSON(w, http.StatusOK, recordBody(rec))
 	}
 }
 
@@ -256,7 +256,7 @@ func (s *server) listComments(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeAppendedList(w, r, items, next, appendComment)
+	writeList(w, r, commentsBody(items), next)
 }
 
 func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
@@ -270,7 +270,7 @@ func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeComment(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, commentBody(c))
 }
 
 func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
@@ -284,7 +284,7 @@ func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeComment(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, commentBody(c))
 }
 
 // commentsAppendOnly answers PUT, PATCH and DELETE on a comment: routed
@@ -462,5 +462,5 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) openAPI(w http.ResponseWriter, _ *http.Request) {
-	writeBody(w, http.StatusOK, openAPIDoc)
+	writeJSON(w, http.StatusOK, rawJSON(openAPIDoc))
 }

@@ -145,21 +145,14 @@ func decodeCursor(s string) (*domain.Cursor, bool) {
 	return &domain.Cursor{CreatedAt: time.Unix(0, nanos).UTC(), ID: id}, true
 }
 
-// writeList answers a page: a bare JSON array, as the original's lists
-// were, with the next page's URL in a Link header.
-func writeList[V any](w http.ResponseWriter, r *http.Request, items []V, next *domain.Cursor) {
-	if items == nil {
-		items = []V{}
-	}
-	setNextLink(w, r, next)
-	writeJSON(w, http.StatusOK, items)
-}
-
-// setNextLink points a page at the next one, if there is one.
-func setNextLink(w http.ResponseWriter, r *http.Request, next *domain.Cursor) {
+// writeList answers a page: a bare JSON array (page is a slice from
+// mapList, or a jsonBody list; never null), as the original's lists were,
+// with the next page's URL in a Link header.
+func writeList(w http.ResponseWriter, r *http.Request, page any, next *domain.Cursor) {
 	if next != nil {
 		w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", nextURL(r, *next)))
 	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func nextURL(r *http.Request, next domain.Cursor) string {

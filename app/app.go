@@ -12,7 +12,9 @@ import (
 	"healthrecord/ports"
 )
 
-// Config holds the application's settings, validated by main.
+// Config holds the application's settings. A zero field takes its
+// default (setDefaults); New does not check the values: cmd/healthrecord
+// validates what an operator sets before it gets here.
 type Config struct {
 	AccessTTL          time.Duration
 	RefreshTTL         time.Duration

@@ -113,13 +113,6 @@ func (a *App) CheckAudit(ctx context.Context, since *domain.AuditHead) (domain.A
 	return a.store.Audit().Verify(ctx, since)
 }
 
-// VerifyAudit is CheckAudit without a kept head: the id of the first
-// broken entry, 0 when intact.
-func (a *App) VerifyAudit(ctx context.Context) (int64, error) {
-	c, err := a.CheckAudit(ctx, nil)
-	return c.FirstBroken, err
-}
-
 // AuditHead is the chain's current head, to keep outside the server. It is
 // given only for a chain that verifies: a head of a broken chain is worth
 // nothing kept.

@@ -134,7 +134,7 @@ func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, obs po
 		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge, HashConcurrency: hashConcurrency(), QuotaBytes: c.QuotaBytes})
 }
 
-func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready onListening) error {
 	var c config
 	fs := newFlagSet("serve", getenv, stderr)
 	fs.serveFlags(&c)
@@ -261,6 +261,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		serveErr <- err
 	}()
 	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "db", c.DB)
+	if ready != nil {
+		metricsAddr := ""
+		if metricsLn != nil {
+			metricsAddr = metricsLn.Addr().String()
+		}
+		ready(ln.Addr().String(), metricsAddr)
+	}
 
 	select {
 	case <-ctx.Done():

@@ -96,12 +96,9 @@ func DoesNotExist(field string, id int64) error {
 const (
 	MsgRequired       = "This field is required."
 	MsgBlank          = "This field may not be blank."
-	MsgNull           = "This field may not be null."
 	MsgNullChars      = "Null characters are not allowed."
-	MsgNotString      = "Not a valid string."
 	MsgNoPermission   = "You do not have permission to perform this action."
 	MsgNotFound       = "Not found."
-	MsgNoCredentials  = "Authentication credentials were not provided."
 	MsgTokenNotValid  = "Given token not valid for any token type"
 	MsgRefreshInvalid = "Token is invalid or expired"
 	MsgBadCredentials = "No active account found with the given credentials"

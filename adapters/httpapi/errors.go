@@ -13,7 +13,14 @@ import (
 	"healthrecord/domain"
 )
 
-const msgServerError = "A server error occurred."
+// DRF's wording for what only the HTTP layer finds: a missing token, a
+// field of the wrong JSON type, a server error.
+const (
+	msgServerError   = "A server error occurred."
+	msgNoCredentials = "Authentication credentials were not provided."
+	msgNull          = "This field may not be null."
+	msgNotString     = "Not a valid string."
+)
 
 // httpError is an answer only the HTTP layer can give (413, 415, 405, an
 // unknown route); it goes through the same mapper as domain errors.
@@ -42,7 +49,7 @@ var statuses = map[domain.Code]int{
 // defaultDetail fills in DRF's wording when an error carries no message.
 var defaultDetail = map[int]string{
 	http.StatusBadRequest:      "Invalid input.",
-	http.StatusUnauthorized:    domain.MsgNoCredentials,
+	http.StatusUnauthorized:    msgNoCredentials,
 	http.StatusForbidden:       domain.MsgNoPermission,
 	http.StatusNotFound:        domain.MsgNotFound,
 	http.StatusConflict:        "Conflict.",

@@ -256,15 +256,15 @@ func (o *object) str(name string, required bool) *string {
 		}
 		return nil
 	case string(v) == "null":
-		o.errs.Add(name, domain.MsgNull)
+		o.errs.Add(name, msgNull)
 		return nil
 	case v[0] != '"':
-		o.errs.Add(name, domain.MsgNotString)
+		o.errs.Add(name, msgNotString)
 		return nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		o.errs.Add(name, domain.MsgNotString)
+		o.errs.Add(name, msgNotString)
 		return nil
 	}
 	return &s
@@ -284,7 +284,7 @@ func (o *object) pk(name string, required, nullable bool) (id int64, present boo
 		if nullable {
 			return 0, true
 		}
-		o.errs.Add(name, domain.MsgNull)
+		o.errs.Add(name, msgNull)
 		return 0, false
 	}
 	if t := pyType(v); t != "int" {

@@ -8,3 +8,10 @@ func (a *App) VerifyAudit(ctx context.Context) (int64, error) {
 	c, err := a.CheckAudit(ctx, nil)
 	return c.FirstBroken, err
 }
+
+// size is the number of keys the throttle holds.
+func (t *throttle) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.users) + len(t.addrs)
+}

@@ -13,18 +13,19 @@ type Code string
 
 // The error codes. Every port and use case documents which it returns.
 const (
-	EInvalid      Code = "invalid"      // 400: field errors or a bad request
-	EUnauthorized Code = "unauthorized" // 401: no or bad credentials
-	EForbidden    Code = "forbidden"    // 403: visible, but not allowed
-	ENotFound     Code = "not_found"    // 404: absent or not visible
-	EConflict     Code = "conflict"     // 409: state does not allow it
-	EThrottled    Code = "throttled"    // 429: too many attempts
-	EQuota        Code = "quota"        // 413: a storage quota would be exceeded
-	EInternal     Code = "internal"     // 500: a bug or an outage
+	EInvalid      Code = "invalid"      // field errors or a bad request
+	EUnauthorized Code = "unauthorized" // no or bad credentials
+	EForbidden    Code = "forbidden"    // visible, but not allowed
+	ENotFound     Code = "not_found"    // absent or not visible
+	EConflict     Code = "conflict"     // state does not allow it
+	EThrottled    Code = "throttled"    // too many attempts
+	EQuota        Code = "quota"        // a storage quota would be exceeded
+	EInternal     Code = "internal"     // a bug or an outage
 )
 
-// Error is the one error type the application speaks. Message becomes the
-// "detail" of a DRF-shaped body; Fields becomes a field→messages body.
+// Error is the one error type the application speaks: a code, a message
+// for people, per-field messages, and the little typed data an adapter
+// needs to answer (how it answers is the adapter's business).
 type Error struct {
 	Code    Code
 	Message string
@@ -112,8 +113,8 @@ func MaxLengthMessage(n int) string {
 	return fmt.Sprintf("Ensure this field has no more than %d characters.", n)
 }
 
-// Throttled is the EThrottled error for an attempt refused for wait more;
-// the HTTP adapter words it and sets its Retry-After.
+// Throttled is the EThrottled error for an attempt that may succeed after
+// wait; it carries no message: the adapter words it.
 func Throttled(wait time.Duration) error { return &Error{Code: EThrottled, Wait: wait} }
 
 // Forbidden is an EForbidden error with the given detail.

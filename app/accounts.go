@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/hex"
-	"strconv"
 	"time"
 
 	"healthrecord/domain"
@@ -20,15 +19,12 @@ type TokenPair struct {
 // remoteAddr. Doctors start unapproved unless the operator turned
 // auto-approval on. EInvalid, EThrottled (hashing queues full).
 func (a *App) Register(ctx context.Context, r domain.Registration, remoteAddr string) (domain.User, error) {
-	if err := r.Validate(); err != nil {
-		return domain.User{}, err
-	}
-	hash, err := a.hash(ctx, remoteAddr, r.Password)
+	// Built, and so validated once, before the costly hash is computed.
+	u, err := domain.NewUser(r, "", a.cfg.AutoApproveDoctors, a.clock.Now())
 	if err != nil {
 		return domain.User{}, err
 	}
-	u, err := domain.NewUser(r, hash, a.cfg.AutoApproveDoctors, a.clock.Now())
-	if err != nil {
+	if u.PasswordHash, err = a.hash(ctx, remoteAddr, r.Password); err != nil {
 		return domain.User{}, err
 	}
 	err = a.store.WithinTx(ctx, func(tx ports.Repos) error {
@@ -58,7 +54,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 	key := a.usernameKey(username)
 	res, wait := a.throttle.reserve(key, remoteAddr, now)
 	if wait > 0 {
-		return TokenPair{}, throttled(wait)
+		return TokenPair{}, domain.Throttled(wait)
 	}
 	u, err := a.store.Users().ByUsername(ctx, username)
 	hash := u.PasswordHash
@@ -104,19 +100,6 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 
 func badCredentials() error {
 	return &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgBadCredentials}
-}
-
-func throttled(wait time.Duration) error {
-	secs := int((wait + time.Second - 1) / time.Second)
-	unit := " seconds." // DRF's Throttled uses ngettext: "1 second."
-	if secs == 1 {
-		unit = " second."
-	}
-	return &domain.Error{
-		Code:       domain.EThrottled,
-		Message:    "Request was throttled. Expected available in " + strconv.Itoa(secs) + unit,
-		RetryAfter: time.Duration(secs) * time.Second,
-	}
 }
 
 func (a *App) issuePair(userID int64, role domain.Role, sessionID string, now time.Time) (TokenPair, error) {
@@ -260,7 +243,7 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 	}
 	res, wait := a.throttle.reserve(a.usernameKey(u.Username), "", a.clock.Now())
 	if wait > 0 {
-		return throttled(wait)
+		return domain.Throttled(wait)
 	}
 	ok, err := a.verifyPassword(ctx, actor.RemoteAddr, u.PasswordHash, oldPassword)
 	if err != nil {
@@ -308,8 +291,9 @@ func (a *App) updateAndRevoke(ctx context.Context, u domain.User, keep string, e
 
 // Doctors lists approved, active doctors, for choosing whom to assign.
 func (a *App) Doctors(ctx context.Context, _ domain.Actor, p domain.Page) ([]domain.User, *domain.Cursor, error) {
-	role, yes := domain.RoleDoctor, true
-	items, err := a.store.Users().List(ctx, ports.UserFilter{Role: &role, Approved: &yes, Active: &yes}, pageQuery(p))
+	rule := domain.AssignableDoctor // the same rule User.Assignable checks
+	f := ports.UserFilter{Role: &rule.Role, Approved: &rule.Approved, Active: &rule.Active}
+	items, err := a.store.Users().List(ctx, f, pageQuery(p))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,7 +12,9 @@ import (
 	"healthrecord/ports"
 )
 
-// Config holds the application's settings, validated by main.
+// Config holds the application's settings. A zero field takes its
+// default (setDefaults); New does not check the values: cmd/healthrecord
+// validates what an operator sets before it gets here.
 type Config struct {
 	AccessTTL          time.Duration
 	RefreshTTL         time.Duration
@@ -200,19 +202,13 @@ func (a *App) RunBackground(ctx context.Context) {
 // pageQuery asks the store for one more item than the page holds, to know
 // whether a next page exists.
 func pageQuery(p domain.Page) domain.Page {
-	if p.Limit <= 0 {
-		p.Limit = domain.DefaultPageSize
-	}
-	if p.Limit > domain.MaxPageSize {
-		p.Limit = domain.MaxPageSize
-	}
-	return domain.Page{Limit: p.Limit + 1, After: p.After}
+	return domain.Page{Limit: p.Size() + 1, After: p.After}
 }
 
 // trimPage cuts items to the requested page and returns the cursor of the
 // next page, nil on the last one.
 func trimPage[T any](items []T, p domain.Page, cursor func(T) domain.Cursor) ([]T, *domain.Cursor) {
-	limit := pageQuery(p).Limit - 1
+	limit := p.Size()
 	if len(items) <= limit {
 		return items, nil
 	}

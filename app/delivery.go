@@ -85,12 +85,6 @@ func (a *App) ClaimEmails(ctx context.Context, owner string, lease time.Duration
 	return a.store.Outbox().Claim(ctx, domain.SinkEmail, owner, a.clock.Now(), lease, limit)
 }
 
-// ReleaseEmails gives back owner's leases on the events' email deliveries
-// without counting an attempt, so another dispatcher takes them at once.
-func (a *App) ReleaseEmails(ctx context.Context, owner string, ids []int64) error {
-	return a.store.Outbox().Release(ctx, owner, domain.SinkEmail, ids)
-}
-
 // DeliverEmail attempts the email delivery of e, claimed by owner, and
 // records what it came to: delivered; dead at once on a permanent refusal
 // (the relay's answer kept as last_error); otherwise retried with capped

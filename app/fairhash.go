@@ -36,7 +36,7 @@ func newFairHash(slots int) *fairHash {
 
 // errHashBusy answers work beyond the queues; a slot is usually free again
 // within a second.
-func errHashBusy() error { return throttled(time.Second) }
+func errHashBusy() error { return domain.Throttled(time.Second) }
 
 // acquire waits for a hashing slot for addr and returns its release.
 // EThrottled at once when the queues are full.

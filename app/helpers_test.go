@@ -147,6 +147,15 @@ func requireCode(t *testing.T, err error, code domain.Code, msg string) {
 	}
 }
 
+// requireWait asserts err is EThrottled, to be tried again after wait.
+func requireWait(t *testing.T, err error, wait time.Duration) {
+	t.Helper()
+	requireCode(t, err, domain.EThrottled, "")
+	var de *domain.Error
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, wait, de.Wait)
+}
+
 // requireFields asserts err is EInvalid with exactly these field messages.
 func requireFields(t *testing.T, err error, want map[string][]string) {
 	t.Helper()

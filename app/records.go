@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"time"
 
 	"healthrecord/domain"
 	"healthrecord/ports"
@@ -80,18 +81,25 @@ func checkAssignable(ctx context.Context, repos ports.Repos, doctorID int64) err
 	return err
 }
 
+// lookupError is the one "not visible or admin" branch for a record
+// lookup that failed: an absent record answers as a hidden one does, 403
+// to an admin (who sees no health data at all) and 404 to anyone else.
+func lookupError(actor domain.Actor, err error) error {
+	if domain.ErrorCode(err) == domain.ENotFound {
+		if ferr := domain.CanUseRecords(actor); ferr != nil {
+			return ferr
+		}
+	}
+	return err
+}
+
 // GetRecord returns one record with its comments to its owner or assigned
 // doctor; anyone else gets ENotFound, the same as for a missing record.
 // A refused read of an existing record is audited as denied.
 func (a *App) GetRecord(ctx context.Context, actor domain.Actor, id int64) (domain.Record, error) {
 	r, err := a.store.Records().Get(ctx, id)
 	if err != nil {
-		if domain.ErrorCode(err) == domain.ENotFound {
-			if err := domain.CanUseRecords(actor); err != nil {
-				return domain.Record{}, err
-			}
-		}
-		return domain.Record{}, err
+		return domain.Record{}, lookupError(actor, err)
 	}
 	if err := domain.CanReadRecord(actor, r); err != nil {
 		a.auditRead(actor, domain.ActionRecordRead, r, domain.OutcomeDenied)
@@ -106,8 +114,7 @@ func (a *App) GetRecord(ctx context.Context, actor domain.Actor, id int64) (doma
 // transaction. EForbidden for the assigned doctor, ENotFound for others.
 func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c domain.RecordChange, full bool) (domain.Record, error) {
 	var rec domain.Record
-	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Repos, r *domain.Record) error {
-		now := a.clock.Now()
+	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Repos, r *domain.Record, now time.Time) error {
 		before := recordBytes(*r)
 		assigned, err := r.Apply(c, full, now)
 		if err != nil {
@@ -141,36 +148,33 @@ func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c 
 // DeleteRecord removes the owner's record and its comments. EForbidden for
 // the assigned doctor, ENotFound for others.
 func (a *App) DeleteRecord(ctx context.Context, actor domain.Actor, id int64) error {
-	return a.changeRecord(ctx, actor, id, domain.ActionRecordDelete, func(tx ports.Repos, r *domain.Record) error {
+	return a.changeRecord(ctx, actor, id, domain.ActionRecordDelete, func(tx ports.Repos, r *domain.Record, _ time.Time) error {
 		return tx.Records().Delete(ctx, r.ID)
 	})
 }
 
 // changeRecord loads the record in a write transaction, checks the owner
-// rule, applies change, and audits the outcome. A refused change of an
+// rule, applies change, and audits the outcome, with one now for the
+// change and its audit entry. A refused change of an
 // existing record is audited as denied in its own transaction, because
 // the refused one rolls back.
 func (a *App) changeRecord(ctx context.Context, actor domain.Actor, id int64, action string,
-	change func(tx ports.Repos, r *domain.Record) error) error {
+	change func(tx ports.Repos, r *domain.Record, now time.Time) error) error {
 	var denied *domain.Record
 	err := a.store.WithinTx(ctx, func(tx ports.Repos) error {
+		now := a.clock.Now() // one now per transaction
 		r, err := tx.Records().Get(ctx, id)
 		if err != nil {
-			if domain.ErrorCode(err) == domain.ENotFound {
-				if err := domain.CanUseRecords(actor); err != nil {
-					return err
-				}
-			}
-			return err
+			return lookupError(actor, err)
 		}
 		if err := domain.CanChange(actor, r); err != nil {
 			denied = &r
 			return err
 		}
-		if err := change(tx, &r); err != nil {
+		if err := change(tx, &r, now); err != nil {
 			return err
 		}
-		return tx.Audit().Append(ctx, a.entry(actor, action, r, domain.OutcomeAllowed, a.clock.Now()))
+		return tx.Audit().Append(ctx, a.entry(actor, action, r, domain.OutcomeAllowed, now))
 	})
 	if denied != nil {
 		if aerr := a.store.Audit().Append(ctx, a.entry(actor, action, *denied, domain.OutcomeDenied, a.clock.Now())); aerr != nil {
@@ -185,12 +189,7 @@ func (a *App) changeRecord(ctx context.Context, actor domain.Actor, id int64, ac
 func (a *App) AccessLog(ctx context.Context, actor domain.Actor, recordID int64, p domain.Page) ([]domain.AuditEntry, *domain.Cursor, error) {
 	r, err := a.store.Records().Get(ctx, recordID)
 	if err != nil {
-		if domain.ErrorCode(err) == domain.ENotFound {
-			if err := domain.CanUseRecords(actor); err != nil {
-				return nil, nil, err
-			}
-		}
-		return nil, nil, err
+		return nil, nil, lookupError(actor, err)
 	}
 	if err := domain.CanReadAccessLog(actor, r); err != nil {
 		return nil, nil, err

@@ -161,13 +161,6 @@ func (t *throttle) pruneMap(m map[uint64][]int64, cutoff int64) {
 	}
 }
 
-// size is the number of keys held, for tests.
-func (t *throttle) size() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.users) + len(t.addrs)
-}
-
 // live drops the times at or before cutoff (times are appended in order),
 // moving the rest to the front so the slice's array is reused, not grown.
 func live(ts []int64, cutoff int64) []int64 {

@@ -13,27 +13,31 @@ type Code string
 
 // The error codes. Every port and use case documents which it returns.
 const (
-	EInvalid      Code = "invalid"      // 400: field errors or a bad request
-	EUnauthorized Code = "unauthorized" // 401: no or bad credentials
-	EForbidden    Code = "forbidden"    // 403: visible, but not allowed
-	ENotFound     Code = "not_found"    // 404: absent or not visible
-	EConflict     Code = "conflict"     // 409: state does not allow it
-	EThrottled    Code = "throttled"    // 429: too many attempts
-	EQuota        Code = "quota"        // 413: a storage quota would be exceeded
-	EInternal     Code = "internal"     // 500: a bug or an outage
+	EInvalid      Code = "invalid"      // field errors or a bad request
+	EUnauthorized Code = "unauthorized" // no or bad credentials
+	EForbidden    Code = "forbidden"    // visible, but not allowed
+	ENotFound     Code = "not_found"    // absent or not visible
+	EConflict     Code = "conflict"     // state does not allow it
+	EThrottled    Code = "throttled"    // too many attempts
+	EQuota        Code = "quota"        // a storage quota would be exceeded
+	EInternal     Code = "internal"     // a bug or an outage
 )
 
-// Error is the one error type the application speaks. Message becomes the
-// "detail" of a DRF-shaped body; Fields becomes a field→messages body.
+// Error is the one error type the application speaks: a code, a message
+// for people, per-field messages, and the little typed data an adapter
+// needs to answer (how it answers is the adapter's business).
 type Error struct {
 	Code    Code
 	Message string
 	// Fields holds per-field validation messages (EInvalid only).
 	Fields map[string][]string
-	// Reason is a machine-readable sub-code, e.g. "token_not_valid".
-	Reason string
-	// RetryAfter is set on EThrottled.
-	RetryAfter time.Duration
+	// BadToken marks an EUnauthorized error about a token that was
+	// presented (bad, expired, used or revoked), as against credentials
+	// that are missing or wrong.
+	BadToken bool
+	// Wait is how long until the refused attempt may succeed (EThrottled
+	// only).
+	Wait time.Duration
 }
 
 func (e *Error) Error() string {
@@ -91,24 +95,27 @@ func DoesNotExist(field string, id int64) error {
 
 // Messages with DRF's and SimpleJWT's exact wording.
 const (
-	MsgRequired        = "This field is required."
-	MsgBlank           = "This field may not be blank."
-	MsgNull            = "This field may not be null."
-	MsgNullChars       = "Null characters are not allowed."
-	MsgNotString       = "Not a valid string."
-	MsgNoPermission    = "You do not have permission to perform this action."
-	MsgNotFound        = "Not found."
-	MsgNoCredentials   = "Authentication credentials were not provided."
-	MsgTokenNotValid   = "Given token not valid for any token type"
-	MsgRefreshInvalid  = "Token is invalid or expired"
-	MsgBadCredentials  = "No active account found with the given credentials"
-	ReasonTokenInvalid = "token_not_valid"
+	MsgRequired       = "This field is required."
+	MsgBlank          = "This field may not be blank."
+	MsgNullChars      = "Null characters are not allowed."
+	MsgNoPermission   = "You do not have permission to perform this action."
+	MsgNotFound       = "Not found."
+	MsgTokenNotValid  = "Given token not valid for any token type"
+	MsgRefreshInvalid = "Token is invalid or expired"
+	MsgBadCredentials = "No active account found with the given credentials"
 )
+
+// InvalidChoice is DRF's message for a value outside a field's choices.
+func InvalidChoice(v string) string { return `"` + v + `" is not a valid choice.` }
 
 // MaxLengthMessage is DRF's max_length message.
 func MaxLengthMessage(n int) string {
 	return fmt.Sprintf("Ensure this field has no more than %d characters.", n)
 }
+
+// Throttled is the EThrottled error for an attempt that may succeed after
+// wait; it carries no message: the adapter words it.
+func Throttled(wait time.Duration) error { return &Error{Code: EThrottled, Wait: wait} }
 
 // Forbidden is an EForbidden error with the given detail.
 func Forbidden(msg string) error { return &Error{Code: EForbidden, Message: msg} }
@@ -118,10 +125,10 @@ func NotFound() error { return &Error{Code: ENotFound, Message: MsgNotFound} }
 
 // TokenNotValid is the 401 for a bad, expired or revoked access token.
 func TokenNotValid() error {
-	return &Error{Code: EUnauthorized, Message: MsgTokenNotValid, Reason: ReasonTokenInvalid}
+	return &Error{Code: EUnauthorized, Message: MsgTokenNotValid, BadToken: true}
 }
 
 // RefreshNotValid is the 401 for a bad, used or revoked refresh token.
 func RefreshNotValid() error {
-	return &Error{Code: EUnauthorized, Message: MsgRefreshInvalid, Reason: ReasonTokenInvalid}
+	return &Error{Code: EUnauthorized, Message: MsgRefreshInvalid, BadToken: true}
 }

@@ -27,7 +27,7 @@ func TestErrorCode(t *testing.T) {
 		{"joined_first_domain_error_wins", errors.Join(io.EOF, domain.Errorf(domain.EConflict, "x"), domain.NotFound()), domain.EConflict},
 		{"wrapped_plain_error", fmt.Errorf("x: %w", io.EOF), domain.EInternal},
 		{"field_error", domain.FieldError("title", domain.MsgBlank), domain.EInvalid},
-		{"throttled", &domain.Error{Code: domain.EThrottled, RetryAfter: time.Second}, domain.EThrottled},
+		{"throttled", domain.Throttled(time.Second), domain.EThrottled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,9 +72,9 @@ func TestErrorConstructors(t *testing.T) {
 		{"forbidden", domain.Forbidden("nope"), domain.Error{Code: domain.EForbidden, Message: "nope"}},
 		{"not_found", domain.NotFound(), domain.Error{Code: domain.ENotFound, Message: "Not found."}},
 		{"token_not_valid", domain.TokenNotValid(),
-			domain.Error{Code: domain.EUnauthorized, Message: "Given token not valid for any token type", Reason: "token_not_valid"}},
+			domain.Error{Code: domain.EUnauthorized, Message: "Given token not valid for any token type", BadToken: true}},
 		{"refresh_not_valid", domain.RefreshNotValid(),
-			domain.Error{Code: domain.EUnauthorized, Message: "Token is invalid or expired", Reason: "token_not_valid"}},
+			domain.Error{Code: domain.EUnauthorized, Message: "Token is invalid or expired", BadToken: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

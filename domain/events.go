@@ -355,6 +355,7 @@ type Cursor struct {
 }
 
 // Page asks for at most Limit items after After (nil: from the start).
+// Limit is what was asked for; Size is what a page holds.
 type Page struct {
 	Limit int
 	After *Cursor
@@ -365,3 +366,15 @@ const (
 	DefaultPageSize = 50
 	MaxPageSize     = 500
 )
+
+// Size is the one page-size rule: DefaultPageSize when no limit was asked
+// for, never more than MaxPageSize, so no client can make a page large.
+func (p Page) Size() int {
+	switch {
+	case p.Limit <= 0:
+		return DefaultPageSize
+	case p.Limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return p.Limit
+}

@@ -74,15 +74,16 @@ func CanView(a Actor, r Record) bool {
 
 // CanChange covers update and delete: only the owner. The assigned doctor
 // sees the record, so it gets 403; anyone else gets 404.
-func CanChange(a Actor, r Record) error {
-	if err := CanUseRecords(a); err != nil {
+func CanChange(a Actor, r Record) error { return ownerOnly(a, r, MsgOnlyOwnerChanges) }
+
+// ownerOnly is the rule for what only a record's owner may do: 403 (with
+// refused) to whoever else sees the record, 404 to anyone who does not.
+func ownerOnly(a Actor, r Record, refused string) error {
+	if err := CanReadRecord(a, r); err != nil {
 		return err
 	}
-	if !CanView(a, r) {
-		return NotFound()
-	}
 	if r.PatientID != a.ID {
-		return Forbidden(MsgOnlyOwnerChanges)
+		return Forbidden(refused)
 	}
 	return nil
 }
@@ -123,18 +124,7 @@ func CanComment(a Actor, r Record) error {
 }
 
 // CanReadAccessLog: only the record's owner reads who touched it.
-func CanReadAccessLog(a Actor, r Record) error {
-	if err := CanUseRecords(a); err != nil {
-		return err
-	}
-	if !CanView(a, r) {
-		return NotFound()
-	}
-	if r.PatientID != a.ID {
-		return Forbidden(MsgOnlyOwnerAccessLog)
-	}
-	return nil
-}
+func CanReadAccessLog(a Actor, r Record) error { return ownerOnly(a, r, MsgOnlyOwnerAccessLog) }
 
 // CanDeactivate: an admin deactivates others, never itself, so the
 // service cannot lose its last console by a slip. EInvalid.

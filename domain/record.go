@@ -126,11 +126,16 @@ type Comment struct {
 
 // NewComment validates and builds a comment.
 func NewComment(recordID, doctorID int64, text *string, now time.Time) (Comment, error) {
-	text = trimPtr(text)
-	fe := FieldErrors{}
-	checkText(fe, "comment", text, true, MaxCommentLen)
-	if err := fe.Err(); err != nil {
+	if err := ValidateCommentText(text); err != nil {
 		return Comment{}, err
 	}
-	return Comment{RecordID: recordID, DoctorID: doctorID, Text: *text, CreatedAt: now.UTC()}, nil
+	return Comment{RecordID: recordID, DoctorID: doctorID, Text: *trimPtr(text), CreatedAt: now.UTC()}, nil
+}
+
+// ValidateCommentText is NewComment's rule for the text alone (nil when
+// absent): EInvalid with the "comment" field's messages.
+func ValidateCommentText(text *string) error {
+	fe := FieldErrors{}
+	checkText(fe, "comment", trimPtr(text), true, MaxCommentLen)
+	return fe.Err()
 }

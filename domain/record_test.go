@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -204,4 +205,13 @@ func TestTextFieldsAreTrimmedLikeDRF(t *testing.T) {
 	c, err := domain.NewComment(1, 2, &text, time.Unix(0, 0))
 	require.NoError(t, err)
 	assert.Equal(t, "noted", c.Text)
+}
+
+func TestPage_Size(t *testing.T) {
+	for limit, want := range map[int]int{
+		-1: domain.DefaultPageSize, 0: domain.DefaultPageSize, 1: 1, 50: 50,
+		domain.MaxPageSize: domain.MaxPageSize, domain.MaxPageSize + 1: domain.MaxPageSize, math.MaxInt: domain.MaxPageSize,
+	} {
+		assert.Equal(t, want, domain.Page{Limit: limit}.Size(), "limit %d", limit)
+	}
 }

@@ -7,7 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// Role is the closed set of account kinds.
+// Role is an account kind. Only the three constants below are roles: build
+// one from outside input with ParseRole, never by conversion.
 type Role string
 
 // The roles.
@@ -19,6 +20,15 @@ const (
 
 // Valid reports whether r is one of the three roles.
 func (r Role) Valid() bool { return r == RolePatient || r == RoleDoctor || r == RoleAdmin }
+
+// ParseRole reads a role from outside input (a request, a token, a flag):
+// "" and false for anything that is not one of the three roles.
+func ParseRole(s string) (Role, bool) {
+	if r := Role(s); r.Valid() {
+		return r, true
+	}
+	return "", false
+}
 
 // Actor is who is asking: an authenticated user's id and role. It is passed
 // explicitly to every use case; nothing reads it from a context.
@@ -45,8 +55,24 @@ type User struct {
 	CreatedAt    time.Time
 }
 
+// Assignability is the "assignable doctor" rule as data, so that checking
+// one user (User.Assignable) and listing the doctors one may choose (the
+// app's store filter) cannot drift apart.
+type Assignability struct {
+	Role     Role
+	Approved bool
+	Active   bool
+}
+
+// AssignableDoctor is who records may be assigned to: an approved, active
+// doctor.
+var AssignableDoctor = Assignability{Role: RoleDoctor, Approved: true, Active: true}
+
 // Assignable reports whether records may be assigned to u.
-func (u User) Assignable() bool { return u.Role == RoleDoctor && u.Approved && u.Active }
+func (u User) Assignable() bool {
+	a := AssignableDoctor
+	return u.Role == a.Role && u.Approved == a.Approved && u.Active == a.Active
+}
 
 const maxUsernameLen = 150
 
@@ -83,7 +109,7 @@ func (r Registration) Validate() error {
 		fe.Add("email", "Enter a valid email address.")
 	}
 	if r.Role != RolePatient && r.Role != RoleDoctor {
-		fe.Add("role", `"`+string(r.Role)+`" is not a valid choice.`)
+		fe.Add("role", InvalidChoice(string(r.Role)))
 	}
 	for _, m := range PasswordProblems(r.Password, r.Username, r.Email) {
 		fe.Add("password", m)
@@ -108,8 +134,8 @@ func UsernameTaken() error {
 	return FieldError("username", "A user with that username already exists.")
 }
 
-// NewUser builds an account from a validated registration and a password
-// hash. Doctors start unapproved unless autoApprove is set.
+// NewUser builds an account from a registration, which it validates, and a
+// password hash (the app sets it after, so that nothing invalid is hashed). Doctors start unapproved unless autoApprove is set.
 func NewUser(r Registration, passwordHash string, autoApprove bool, now time.Time) (User, error) {
 	if err := r.Validate(); err != nil {
 		return User{}, err

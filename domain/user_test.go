@@ -166,3 +166,24 @@ func TestUsernameTaken(t *testing.T) {
 	assert.Equal(t, domain.EInvalid, e.Code)
 	assert.Equal(t, map[string][]string{"username": {"A user with that username already exists."}}, e.Fields)
 }
+
+func TestParseRole(t *testing.T) {
+	for _, r := range []domain.Role{domain.RolePatient, domain.RoleDoctor, domain.RoleAdmin} {
+		got, ok := domain.ParseRole(string(r))
+		assert.True(t, ok)
+		assert.Equal(t, r, got)
+	}
+	for _, s := range []string{"", "patient", "ROOT", "ADMIN "} {
+		got, ok := domain.ParseRole(s)
+		assert.False(t, ok, s)
+		assert.Equal(t, domain.Role(""), got, s)
+	}
+}
+
+func TestAssignable_MatchesTheRule(t *testing.T) {
+	rule := domain.AssignableDoctor
+	assert.True(t, domain.User{Role: rule.Role, Approved: rule.Approved, Active: rule.Active}.Assignable())
+	assert.False(t, domain.User{Role: domain.RoleDoctor, Approved: false, Active: true}.Assignable())
+	assert.False(t, domain.User{Role: domain.RoleDoctor, Approved: true, Active: false}.Assignable())
+	assert.False(t, domain.User{Role: domain.RolePatient, Approved: true, Active: true}.Assignable())
+}

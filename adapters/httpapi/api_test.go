@@ -230,7 +230,7 @@ func TestRegister(t *testing.T) {
 			map[string][]string{"email": {"Enter a valid email address."},
 				"password": {"This password is too common.", "This password is entirely numeric."}}},
 		{"wrong types", map[string]any{"username": 5, "email": nil, "password": testPassword, "role": "PATIENT"},
-			map[string][]string{"username": {domain.MsgNotString}, "email": {domain.MsgNull}}},
+			map[string][]string{"username": {"Not a valid string."}, "email": {"This field may not be null."}}},
 		{"unknown field", map[string]any{"username": "dave", "email": "d@example.com", "password": testPassword, "role": "PATIENT", "is_staff": true},
 			map[string][]string{"is_staff": {"Unknown field."}}},
 		{"list body", []any{1}, map[string][]string{"non_field_errors": {"Invalid data. Expected a dictionary, but got list."}}},

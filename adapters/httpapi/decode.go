@@ -2,14 +2,15 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
 	"healthrecord/domain"
 )
 
 // The request decoders: each reads one body shape into what the app takes.
-// Shape and type errors are found here; the values are validated by the
-// domain (whose messages are merged in when both find something).
+// They check shapes and types only; the values are validated once, by the
+// domain, in the use case. Only when a decoder already refuses the body,
+// so that the use case never runs, does it ask the domain about the fields
+// that did parse, so a client hears of every field at once, as DRF does.
 
 var (
 	recordFields   = []string{"title", "content", "doctor"}
@@ -36,8 +37,8 @@ func recordChange(o *object, full bool) (domain.RecordChange, error) {
 	}
 	// "doctor": null unassigns (SetDoctor with 0); absent leaves it.
 	c.DoctorID, c.SetDoctor = o.pk("doctor", false, true)
-	if err := o.err(c.Validate(full)); err != nil {
-		return domain.RecordChange{}, err
+	if o.failed() {
+		return domain.RecordChange{}, o.err(c.Validate(full))
 	}
 	return c, nil
 }
@@ -61,9 +62,8 @@ func commentFrom(o *object) (commentInput, error) {
 	var in commentInput
 	in.RecordID, _ = o.pk("record", true, false)
 	in.Text = o.str("comment", false)
-	if len(o.errs) > 0 {
-		_, verr := domain.NewComment(0, 0, in.Text, time.Time{})
-		return commentInput{}, o.err(verr)
+	if o.failed() {
+		return commentInput{}, o.err(domain.ValidateCommentText(in.Text))
 	}
 	// The text is validated by the app, after the record is checked, as
 	// DRF validates both together; a missing text is the domain's
@@ -91,9 +91,13 @@ func registrationFrom(o *object) (domain.Registration, error) {
 		}
 	}
 	if v := o.str("role", true); v != nil {
-		reg.Role = domain.Role(*v)
+		if role, ok := domain.ParseRole(*v); ok {
+			reg.Role = role
+		} else {
+			o.errs.Add("role", domain.InvalidChoice(*v))
+		}
 	}
-	if len(o.errs) > 0 {
+	if o.failed() {
 		return domain.Registration{}, o.err(reg.Validate())
 	}
 	return reg, nil

@@ -33,10 +33,10 @@ func TestErrorResponse_MapsWrappedErrors(t *testing.T) {
 		{name: "invalid without fields", err: domain.Errorf(domain.EInvalid, "Only doctors need approval."), status: 400,
 			body: detail("Only doctors need approval."), wrapToo: true},
 		{name: "unauthorized with reason", err: domain.TokenNotValid(), status: 401,
-			body:   map[string]any{"detail": domain.MsgTokenNotValid, "code": domain.ReasonTokenInvalid},
+			body:   map[string]any{"detail": domain.MsgTokenNotValid, "code": "token_not_valid"},
 			header: map[string]string{"WWW-Authenticate": `Bearer realm="api"`}, wrapToo: true},
 		{name: "unauthorized without reason", err: errNoCredentials, status: 401,
-			body: detail(domain.MsgNoCredentials), header: map[string]string{"WWW-Authenticate": `Bearer realm="api"`}},
+			body: detail(msgNoCredentials), header: map[string]string{"WWW-Authenticate": `Bearer realm="api"`}},
 		{name: "forbidden", err: domain.Forbidden(domain.MsgOnlyPatientsCreate), status: 403,
 			body: detail(domain.MsgOnlyPatientsCreate), wrapToo: true},
 		{name: "forbidden default text", err: &domain.Error{Code: domain.EForbidden}, status: 403,
@@ -44,10 +44,18 @@ func TestErrorResponse_MapsWrappedErrors(t *testing.T) {
 		{name: "not found", err: domain.NotFound(), status: 404, body: detail("Not found."), wrapToo: true},
 		{name: "conflict", err: domain.Errorf(domain.EConflict, "The event is not dead."), status: 409,
 			body: detail("The event is not dead."), wrapToo: true},
-		{name: "throttled rounds up", err: &domain.Error{Code: domain.EThrottled, Message: "Request was throttled. Expected available in 2 seconds.",
-			RetryAfter: 1500 * time.Millisecond}, status: 429,
+		{name: "throttled rounds up", err: domain.Throttled(1500 * time.Millisecond), status: 429,
 			body:   detail("Request was throttled. Expected available in 2 seconds."),
 			header: map[string]string{"Retry-After": "2"}, wrapToo: true},
+		{name: "throttled under a nanosecond", err: domain.Throttled(time.Nanosecond), status: 429,
+			body:   detail("Request was throttled. Expected available in 1 second."),
+			header: map[string]string{"Retry-After": "1"}},
+		{name: "throttled one second", err: domain.Throttled(time.Second), status: 429,
+			body:   detail("Request was throttled. Expected available in 1 second."),
+			header: map[string]string{"Retry-After": "1"}},
+		{name: "throttled fifteen minutes", err: domain.Throttled(15 * time.Minute), status: 429,
+			body:   detail("Request was throttled. Expected available in 900 seconds."),
+			header: map[string]string{"Retry-After": "900"}},
 		{name: "internal code", err: domain.Errorf(domain.EInternal, "disk on fire"), status: 500,
 			body: detail(msgServerError), internal: true, wrapToo: true},
 		{name: "not implemented", err: domain.Errorf(domain.Code("unheard_of"), "nope"), status: 500,
@@ -133,9 +141,9 @@ func TestRecordChange(t *testing.T) {
 			want: domain.RecordChange{Title: str("T"), Content: str("C"), SetDoctor: true}},
 		{name: "unknown field", body: `{"title": "x", "secret": 1}`, fields: map[string][]string{"secret": {"Unknown field."}}},
 		{name: "title not a string and content missing", full: true, body: `{"title": 5}`,
-			fields: map[string][]string{"title": {domain.MsgNotString}, "content": {domain.MsgRequired}}},
-		{name: "title null", body: `{"title": null}`, fields: map[string][]string{"title": {domain.MsgNull}}},
-		{name: "content object", body: `{"content": {"a": 1}}`, fields: map[string][]string{"content": {domain.MsgNotString}}},
+			fields: map[string][]string{"title": {msgNotString}, "content": {domain.MsgRequired}}},
+		{name: "title null", body: `{"title": null}`, fields: map[string][]string{"title": {msgNull}}},
+		{name: "content object", body: `{"content": {"a": 1}}`, fields: map[string][]string{"content": {msgNotString}}},
 		{name: "doctor string", body: `{"doctor": "7"}`,
 			fields: map[string][]string{"doctor": {"Incorrect type. Expected pk value, received str."}}},
 		{name: "doctor bool", body: `{"doctor": true}`,
@@ -192,10 +200,10 @@ func TestOtherDecoders(t *testing.T) {
 		assert.EqualValues(t, map[string][]string{"record": {domain.MsgRequired}, "comment": {domain.MsgRequired}}, fieldsOf(t, err))
 		_, err = commentFrom(parse(t, `{"record": "4", "comment": 5}`))
 		assert.EqualValues(t, map[string][]string{
-			"record": {"Incorrect type. Expected pk value, received str."}, "comment": {domain.MsgNotString},
+			"record": {"Incorrect type. Expected pk value, received str."}, "comment": {msgNotString},
 		}, fieldsOf(t, err))
 		_, err = commentFrom(parse(t, `{"record": null, "comment": "x"}`))
-		assert.EqualValues(t, map[string][]string{"record": {domain.MsgNull}}, fieldsOf(t, err))
+		assert.EqualValues(t, map[string][]string{"record": {msgNull}}, fieldsOf(t, err))
 	})
 	t.Run("registration", func(t *testing.T) {
 		reg, err := registrationFrom(parse(t, `{"username": "ann", "email": "a@example.com", "password": "pw", "role": "DOCTOR", "approved": true, "id": 9}`))
@@ -206,7 +214,7 @@ func TestOtherDecoders(t *testing.T) {
 		assert.EqualValues(t, map[string][]string{"role": {domain.MsgRequired}}, fieldsOf(t, err))
 		_, err = registrationFrom(parse(t, `{"username": 1, "email": "nope", "password": "x", "role": "PATIENT", "admin": true}`))
 		body := fieldsOf(t, err).(map[string][]string)
-		assert.Equal(t, []string{domain.MsgNotString}, body["username"])
+		assert.Equal(t, []string{msgNotString}, body["username"])
 		assert.Equal(t, []string{"Enter a valid email address."}, body["email"])
 		assert.Equal(t, []string{"Unknown field."}, body["admin"])
 		assert.NotEmpty(t, body["password"])

@@ -114,7 +114,7 @@ func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (*sqlite.DB, *ap
 	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
 	require.NoError(tb, err)
 	a := app.New(app.Deps{
-		Store: db, Tokens: tokens, Hasher: password.New(password.TestParams, 2),
+		Store: db, Tokens: tokens, Hasher: password.New(cheapHashing, 2),
 		Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
 	}, acfg)
 	require.NoError(tb, a.Start(ctx))
@@ -367,3 +367,6 @@ func mustID(t *testing.T, s string) int64 {
 	require.NoError(t, err)
 	return id
 }
+
+// cheapHashing makes a password hash cost next to nothing, for tests only.
+var cheapHashing = password.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}

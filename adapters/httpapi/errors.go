@@ -13,7 +13,14 @@ import (
 	"healthrecord/domain"
 )
 
-const msgServerError = "A server error occurred."
+// DRF's wording for what only the HTTP layer finds: a missing token, a
+// field of the wrong JSON type, a server error.
+const (
+	msgServerError   = "A server error occurred."
+	msgNoCredentials = "Authentication credentials were not provided."
+	msgNull          = "This field may not be null."
+	msgNotString     = "Not a valid string."
+)
 
 // httpError is an answer only the HTTP layer can give (413, 415, 405, an
 // unknown route); it goes through the same mapper as domain errors.
@@ -42,7 +49,7 @@ var statuses = map[domain.Code]int{
 // defaultDetail fills in DRF's wording when an error carries no message.
 var defaultDetail = map[int]string{
 	http.StatusBadRequest:      "Invalid input.",
-	http.StatusUnauthorized:    domain.MsgNoCredentials,
+	http.StatusUnauthorized:    msgNoCredentials,
 	http.StatusForbidden:       domain.MsgNoPermission,
 	http.StatusNotFound:        domain.MsgNotFound,
 	http.StatusConflict:        "Conflict.",
@@ -83,19 +90,37 @@ func errorResponse(err error) response {
 		}
 	case domain.EUnauthorized:
 		body := detail(msg)
-		if de.Reason != "" {
-			body["code"] = de.Reason
+		if de.BadToken {
+			body["code"] = codeTokenNotValid
 		}
 		out.body = body
 		out.header = map[string]string{"WWW-Authenticate": `Bearer realm="api"`}
 	case domain.EThrottled:
-		secs := int64((de.RetryAfter + time.Second - 1) / time.Second)
-		if secs < 1 {
-			secs = 1
+		secs := waitSeconds(de.Wait)
+		if de.Message == "" {
+			out.body = detail(throttledDetail(secs))
 		}
 		out.header = map[string]string{"Retry-After": strconv.FormatInt(secs, 10)}
 	}
 	return out
+}
+
+// codeTokenNotValid is SimpleJWT's "code" for a token it refuses.
+const codeTokenNotValid = "token_not_valid"
+
+// waitSeconds is a wait in whole seconds, rounded up and at least one, so
+// a client told to come back is never early.
+func waitSeconds(wait time.Duration) int64 {
+	return max(1, int64((wait+time.Second-1)/time.Second))
+}
+
+// throttledDetail is DRF's Throttled message, with its ngettext plural.
+func throttledDetail(secs int64) string {
+	unit := " seconds."
+	if secs == 1 {
+		unit = " second."
+	}
+	return "Request was throttled. Expected available in " + strconv.FormatInt(secs, 10) + unit
 }
 
 // writeError answers with err's status and body; only internal errors are

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,7 +27,7 @@ func pathID(r *http.Request) (int64, error) {
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
 	if wait := s.rates.register.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
-		s.writeError(w, r, throttledError(wait))
+		s.writeError(w, r, domain.Throttled(wait))
 		return
 	}
 	reg, err := s.decodeRegistration(w, r)
@@ -125,37 +126,43 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) doctors(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, nil, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.Doctors(ctx, a, p)
+		return mapList(items, func(u domain.User) doctorView {
+			return doctorView{ID: u.ID, Username: u.Username}
+		}), next, err
+	})
+}
+
+// list answers a list endpoint: the page and the filters (read by filters,
+// nil when there are none) are checked before the use case runs; page
+// calls it and returns the body to write (a mapList slice or a jsonBody).
+func (s *server) list(w http.ResponseWriter, r *http.Request, filters func(q *query),
+	page func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error)) {
 	q := newQuery(r)
 	p := q.page()
+	if filters != nil {
+		filters(q)
+	}
 	if err := q.err(); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	items, next, err := s.app.Doctors(r.Context(), actorOf(r), p)
+	body, next, err := page(r.Context(), actorOf(r), p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeList(w, r, mapList(items, func(u domain.User) doctorView {
-		return doctorView{ID: u.ID, Username: u.Username}
-	}), next)
+	writeList(w, r, body, next)
 }
 
 // --- records ---
 
 func (s *server) listRecords(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.ListRecords(r.Context(), actorOf(r), p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeAppendedList(w, r, items, next, appendRecord)
+	s.list(w, r, nil, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.ListRecords(ctx, a, p)
+		return recordsBody(items), next, err
+	})
 }
 
 func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
@@ -169,7 +176,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeRecord(w, http.StatusCreated, rec)
+	writeJSON(w, http.StatusCreated, recordBody(rec))
 }
 
 func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +190,7 @@ func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeRecord(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, recordBody(rec))
 }
 
 // updateRecord serves PUT (full) and PATCH (partial).
@@ -204,7 +211,7 @@ func (s *server) updateRecord(full bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeRecord(w, http.StatusOK, rec)
+		writeJSON(w, http.StatusOK, recordBody(rec))
 	}
 }
 
@@ -227,36 +234,21 @@ func (s *server) recordAccessLog(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	q := newQuery(r)
-	p := q.page()
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.AccessLog(r.Context(), actorOf(r), id, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeList(w, r, mapList(items, toAudit), next)
+	s.list(w, r, nil, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.AccessLog(ctx, a, id, p)
+		return mapList(items, toAudit), next, err
+	})
 }
 
 // --- comments ---
 
 func (s *server) listComments(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
-	recordID := q.id("record")
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.ListComments(r.Context(), actorOf(r), recordID, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeAppendedList(w, r, items, next, appendComment)
+	var recordID int64
+	s.list(w, r, func(q *query) { recordID = q.id("record") },
+		func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+			items, next, err := s.app.ListComments(ctx, a, recordID, p)
+			return commentsBody(items), next, err
+		})
 }
 
 func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
@@ -270,7 +262,7 @@ func (s *server) createComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeComment(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, commentBody(c))
 }
 
 func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
@@ -284,7 +276,7 @@ func (s *server) getComment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeComment(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, commentBody(c))
 }
 
 // commentsAppendOnly answers PUT, PATCH and DELETE on a comment: routed
@@ -297,18 +289,10 @@ func (s *server) commentsAppendOnly(w http.ResponseWriter, r *http.Request) {
 // --- notifications ---
 
 func (s *server) notifications(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.Notifications(r.Context(), actorOf(r), p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeList(w, r, mapList(items, toNotification), next)
+	s.list(w, r, nil, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.Notifications(ctx, a, p)
+		return mapList(items, toNotification), next, err
+	})
 }
 
 func (s *server) readNotification(w http.ResponseWriter, r *http.Request) {
@@ -328,26 +312,19 @@ func (s *server) readNotification(w http.ResponseWriter, r *http.Request) {
 // --- admin ---
 
 func (s *server) adminUsers(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
 	var f ports.UserFilter
-	if role := q.choice("role", string(domain.RolePatient), string(domain.RoleDoctor), string(domain.RoleAdmin)); role != "" {
-		rl := domain.Role(role)
-		f.Role = &rl
-	}
-	f.Approved = q.boolean("approved")
-	f.Active = q.boolean("is_active")
-	f.Search = q.text("search", 150)
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.AdminUsers(r.Context(), actorOf(r), f, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeList(w, r, mapList(items, func(u domain.User) userView { return toUser(u, true) }), next)
+	s.list(w, r, func(q *query) {
+		if role := q.choice("role", string(domain.RolePatient), string(domain.RoleDoctor), string(domain.RoleAdmin)); role != "" {
+			rl, _ := domain.ParseRole(role) // one of the choices
+			f.Role = &rl
+		}
+		f.Approved = q.boolean("approved")
+		f.Active = q.boolean("is_active")
+		f.Search = q.text("search", 150)
+	}, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.AdminUsers(ctx, a, f, p)
+		return mapList(items, func(u domain.User) userView { return toUser(u, true) }), next, err
+	})
 }
 
 func (s *server) adminSetUser(op app.UserOp) http.HandlerFunc {
@@ -367,20 +344,14 @@ func (s *server) adminSetUser(op app.UserOp) http.HandlerFunc {
 }
 
 func (s *server) adminAudit(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
-	f := ports.AuditFilter{ActorID: q.id("actor"), RecordID: q.id("record"), PatientID: q.id("patient"),
-		Action: q.choice("action", domain.AuditActions...)}
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.AdminAudit(r.Context(), actorOf(r), f, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeList(w, r, mapList(items, toAudit), next)
+	var f ports.AuditFilter
+	s.list(w, r, func(q *query) {
+		f = ports.AuditFilter{ActorID: q.id("actor"), RecordID: q.id("record"), PatientID: q.id("patient"),
+			Action: q.choice("action", domain.AuditActions...)}
+	}, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.AdminAudit(ctx, a, f, p)
+		return mapList(items, toAudit), next, err
+	})
 }
 
 // adminOverview answers the console's first page: the store's totals and
@@ -412,22 +383,16 @@ func (s *server) adminVerifyAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) adminOutbox(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	p := q.page()
-	f := ports.OutboxFilter{
-		State: q.choice("state", domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead),
-		Sink:  q.choice("sink", domain.SinkNotification, domain.SinkEmail),
-	}
-	if err := q.err(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	items, next, err := s.app.AdminOutbox(r.Context(), actorOf(r), f, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeList(w, r, mapList(items, toOutbox), next)
+	var f ports.OutboxFilter
+	s.list(w, r, func(q *query) {
+		f = ports.OutboxFilter{
+			State: q.choice("state", domain.OutboxPending, domain.OutboxDelivered, domain.OutboxDead),
+			Sink:  q.choice("sink", domain.SinkNotification, domain.SinkEmail),
+		}
+	}, func(ctx context.Context, a domain.Actor, p domain.Page) (any, *domain.Cursor, error) {
+		items, next, err := s.app.AdminOutbox(ctx, a, f, p)
+		return mapList(items, toOutbox), next, err
+	})
 }
 
 func (s *server) adminRetryOutbox(w http.ResponseWriter, r *http.Request) {
@@ -462,5 +427,5 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) openAPI(w http.ResponseWriter, _ *http.Request) {
-	writeBody(w, http.StatusOK, openAPIDoc)
+	writeJSON(w, http.StatusOK, rawJSON(openAPIDoc))
 }

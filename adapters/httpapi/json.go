@@ -10,24 +10,60 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"healthrecord/domain"
 )
 
-// writeJSON is the one way a body is written: every answer is JSON.
+// writeJSON is the one way a response body is written: every answer is
+// JSON, sent with its length. A body that encodes itself (jsonBody: the
+// hot paths' records and comments) is appended into a pooled buffer
+// without reflection; rawJSON is sent as it is; anything else goes through
+// encoding/json. The event stream (stream.go) and the console's static
+// files (web.go) are not JSON answers and write for themselves.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // only a bug gets here: every value is a plain struct
-		status, b = http.StatusInternalServerError, []byte(`{"detail":"`+msgServerError+`"}`)
+	switch body := v.(type) {
+	case rawJSON:
+		writeBody(w, status, body)
+	case jsonBody:
+		buf := bodyPool.Get().(*[]byte)
+		b := body.appendJSON((*buf)[:0])
+		writeBody(w, status, b)
+		// net/http has copied what was written: the buffer is free again.
+		if cap(b) <= maxPooledBody {
+			*buf = b[:0]
+			bodyPool.Put(buf)
+		}
+	default:
+		b, err := json.Marshal(v)
+		if err != nil { // only a bug gets here: every value is a plain struct
+			status, b = http.StatusInternalServerError, []byte(`{"detail":"`+msgServerError+`"}`)
+		}
+		writeBody(w, status, b)
 	}
-	writeBody(w, status, b)
 }
+
+// jsonBody is a body that appends its own JSON encoding.
+type jsonBody interface{ appendJSON(dst []byte) []byte }
+
+// rawJSON is a body already encoded (the OpenAPI document).
+type rawJSON []byte
+
+// maxPooledBody bounds the buffers kept for reuse, so one huge answer
+// (a page of long records) does not pin its memory.
+const maxPooledBody = 64 << 10
+
+var bodyPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 8<<10) // a short page of records with comments fits
+	return &b
+}}
 
 // writeBody sends a JSON body with its length: net/http would otherwise
 // switch a body over 2 KiB (a page of records) to chunked encoding, more
-// writes for the server and more parsing for the client.
+// writes for the server and more parsing for the client. Only writeJSON
+// calls it.
 func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -220,15 +256,15 @@ func (o *object) str(name string, required bool) *string {
 		}
 		return nil
 	case string(v) == "null":
-		o.errs.Add(name, domain.MsgNull)
+		o.errs.Add(name, msgNull)
 		return nil
 	case v[0] != '"':
-		o.errs.Add(name, domain.MsgNotString)
+		o.errs.Add(name, msgNotString)
 		return nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		o.errs.Add(name, domain.MsgNotString)
+		o.errs.Add(name, msgNotString)
 		return nil
 	}
 	return &s
@@ -248,7 +284,7 @@ func (o *object) pk(name string, required, nullable bool) (id int64, present boo
 		if nullable {
 			return 0, true
 		}
-		o.errs.Add(name, domain.MsgNull)
+		o.errs.Add(name, msgNull)
 		return 0, false
 	}
 	if t := pyType(v); t != "int" {
@@ -263,6 +299,9 @@ func (o *object) pk(name string, required, nullable bool) (id int64, present boo
 	}
 	return id, true
 }
+
+// failed reports whether a field was missing or of the wrong type.
+func (o *object) failed() bool { return len(o.errs) > 0 }
 
 // err is the collected field errors, merged with more (the domain's own
 // validation of what did parse), so a client hears of every field at once.

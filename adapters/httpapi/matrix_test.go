@@ -49,7 +49,7 @@ func TestAccessMatrix(t *testing.T) {
 		created      = cell{status: 201}
 		deleted      = cell{status: 204}
 		notFound     = cell{404, domain.MsgNotFound}
-		anonymous    = cell{401, domain.MsgNoCredentials}
+		anonymous    = cell{401, "Authentication credentials were not provided."}
 		adminNo      = cell{403, domain.MsgAdminNoHealthData}
 		ownerOnly    = cell{403, domain.MsgOnlyOwnerChanges}
 		logOwnerOnly = cell{403, domain.MsgOnlyOwnerAccessLog}

@@ -275,7 +275,7 @@ func firstValue(v string) string {
 // could change a URL's meaning.
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$`)
 
-var errNoCredentials = &domain.Error{Code: domain.EUnauthorized, Message: domain.MsgNoCredentials}
+var errNoCredentials = &domain.Error{Code: domain.EUnauthorized, Message: msgNoCredentials}
 
 // authenticate requires a valid access token and puts the actor it speaks
 // for in the request's context, for handlers to pass on explicitly.
@@ -298,7 +298,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if wait := s.rates.user.allow(uint64(actor.ID), time.Now()); wait > 0 {
-			s.writeError(w, r, throttledError(wait))
+			s.writeError(w, r, domain.Throttled(wait))
 			return
 		}
 		actor.RequestID = requestIDOf(r.Context())

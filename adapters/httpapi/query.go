@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -27,16 +28,17 @@ func newQuery(r *http.Request) *query {
 
 func (q *query) err() error { return q.errs.Err() }
 
-// page reads ?limit= (default 50, clamped to 500) and ?cursor=.
+// page reads ?limit= and ?cursor=; the page size itself is
+// domain.Page.Size's rule (absent: the default; too large: the maximum).
 func (q *query) page() domain.Page {
-	p := domain.Page{Limit: domain.DefaultPageSize}
+	var p domain.Page
 	if s := q.vals.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		switch {
 		case err != nil && !isDigits(s):
 			q.errs.Add("limit", "A valid integer is required.")
-		case err != nil || n > domain.MaxPageSize: // too large even for an int: clamp
-			p.Limit = domain.MaxPageSize
+		case err != nil: // digits too large even for an int: as large as asked
+			p.Limit = math.MaxInt
 		case n < 1:
 			q.errs.Add("limit", "Ensure this value is greater than or equal to 1.")
 		default:
@@ -50,6 +52,7 @@ func (q *query) page() domain.Page {
 		}
 		p.After = c
 	}
+	p.Limit = p.Size()
 	return p
 }
 
@@ -142,21 +145,14 @@ func decodeCursor(s string) (*domain.Cursor, bool) {
 	return &domain.Cursor{CreatedAt: time.Unix(0, nanos).UTC(), ID: id}, true
 }
 
-// writeList answers a page: a bare JSON array, as the original's lists
-// were, with the next page's URL in a Link header.
-func writeList[V any](w http.ResponseWriter, r *http.Request, items []V, next *domain.Cursor) {
-	if items == nil {
-		items = []V{}
-	}
-	setNextLink(w, r, next)
-	writeJSON(w, http.StatusOK, items)
-}
-
-// setNextLink points a page at the next one, if there is one.
-func setNextLink(w http.ResponseWriter, r *http.Request, next *domain.Cursor) {
+// writeList answers a page: a bare JSON array (page is a slice from
+// mapList, or a jsonBody list; never null), as the original's lists were,
+// with the next page's URL in a Link header.
+func writeList(w http.ResponseWriter, r *http.Request, page any, next *domain.Cursor) {
 	if next != nil {
 		w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", nextURL(r, *next)))
 	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func nextURL(r *http.Request, next domain.Cursor) string {

@@ -138,18 +138,6 @@ func newRates(cfg Config) *rates {
 
 func (r *rates) addrKey(addr string) uint64 { return maphash.String(r.seed, addr) }
 
-// throttledError is DRF's answer to a request over a rate.
-func throttledError(wait time.Duration) error {
-	secs := max(1, int((wait+time.Second-1)/time.Second))
-	unit := " seconds."
-	if secs == 1 {
-		unit = " second."
-	}
-	return &domain.Error{Code: domain.EThrottled,
-		Message:    "Request was throttled. Expected available in " + strconv.Itoa(secs) + unit,
-		RetryAfter: time.Duration(secs) * time.Second}
-}
-
 // anonRate limits requests that carry no credentials, per client address.
 // Probes (/healthz, /readyz) are exempt: a load balancer polls them.
 func (s *server) anonRate(next http.Handler) http.Handler {
@@ -159,7 +147,7 @@ func (s *server) anonRate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
 			if wait := s.rates.anon.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
-				s.writeError(w, r, throttledError(wait))
+				s.writeError(w, r, domain.Throttled(wait))
 				return
 			}
 		}

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"net/http"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -144,42 +142,19 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// maxPooledBody bounds the buffers kept for reuse, so one huge answer
-// (a 500-record page of long contents) does not pin its memory.
-const maxPooledBody = 64 << 10
+// The bodies writeJSON appends without reflection.
+type (
+	recordBody   domain.Record
+	commentBody  domain.Comment
+	recordsBody  []domain.Record
+	commentsBody []domain.Comment
+)
 
-var bodyPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 8<<10) // a 10-record page with comments fits
-	return &b
-}}
-
-// writeAppended is writeJSON for a body appendBody builds from v, in a
-// pooled buffer. net/http copies what is written, so the buffer is free
-// again once Write returns.
-func writeAppended[T any](w http.ResponseWriter, status int, v T, appendBody func([]byte, T) []byte) {
-	buf := bodyPool.Get().(*[]byte)
-	b := appendBody((*buf)[:0], v)
-	writeBody(w, status, b)
-	if cap(b) <= maxPooledBody {
-		*buf = b[:0]
-		bodyPool.Put(buf)
-	}
+func (r recordBody) appendJSON(dst []byte) []byte  { return appendRecord(dst, domain.Record(r)) }
+func (c commentBody) appendJSON(dst []byte) []byte { return appendComment(dst, domain.Comment(c)) }
+func (rs recordsBody) appendJSON(dst []byte) []byte {
+	return appendArray(dst, rs, appendRecord)
 }
-
-// writeRecord answers one record.
-func writeRecord(w http.ResponseWriter, status int, rec domain.Record) {
-	writeAppended(w, status, rec, appendRecord)
-}
-
-// writeComment answers one comment.
-func writeComment(w http.ResponseWriter, status int, c domain.Comment) {
-	writeAppended(w, status, c, appendComment)
-}
-
-// writeAppendedList is writeList for items appendItem encodes.
-func writeAppendedList[T any](w http.ResponseWriter, r *http.Request, items []T, next *domain.Cursor, appendItem func([]byte, T) []byte) {
-	setNextLink(w, r, next)
-	writeAppended(w, http.StatusOK, items, func(dst []byte, items []T) []byte {
-		return appendArray(dst, items, appendItem)
-	})
+func (cs commentsBody) appendJSON(dst []byte) []byte {
+	return appendArray(dst, cs, appendComment)
 }

@@ -195,14 +195,14 @@ func TestWriteAppendedList_Page(t *testing.T) {
 	next := &domain.Cursor{CreatedAt: time.Unix(1700000000, 5).UTC(), ID: 7}
 
 	w := httptest.NewRecorder()
-	writeAppendedList(w, httptest.NewRequest(http.MethodGet, "http://api.test/api/records/?limit=2", nil), page, next, appendRecord)
+	writeList(w, httptest.NewRequest(http.MethodGet, "http://api.test/api/records/?limit=2", nil), recordsBody(page), next)
 	assert.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
 	assert.Equal(t, `<http://api.test/api/records/?cursor=`+encodeCursor(*next)+`&limit=2>; rel="next"`, w.Header().Get("Link"))
 	assert.Equal(t, marshalOracle(t, mapList(page, toRecordView)), w.Body.String())
 
 	w = httptest.NewRecorder()
-	writeAppendedList(w, httptest.NewRequest(http.MethodGet, "/api/comments/", nil), []domain.Comment(nil), nil, appendComment)
+	writeList(w, httptest.NewRequest(http.MethodGet, "/api/comments/", nil), commentsBody(nil), nil)
 	assert.Equal(t, "[]", w.Body.String())
 	assert.Empty(t, w.Header().Values("Link"))
 }

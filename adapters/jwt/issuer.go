@@ -190,10 +190,11 @@ func decodeClaims(payload []byte) (claims, error) {
 // every Verify, cached or not, so a cached token still expires.
 func (c claims) check(want string, now time.Time) (ports.TokenClaims, error) {
 	nowSec := now.Unix()
+	role, roleOK := domain.ParseRole(c.Role)
 	switch {
 	case c.TokenType == "" || c.TokenType != want,
 		c.Exp == nil || c.Iat == nil || c.UserID == nil,
-		c.JTI == "" || c.SID == "" || !domain.Role(c.Role).Valid(),
+		c.JTI == "" || c.SID == "" || !roleOK,
 		*c.Exp <= nowSec, // exp <= now: expired, no skew
 		c.Nbf != nil && *c.Nbf > nowSec,
 		*c.Iat > now.Add(iatLeeway).Unix():
@@ -202,7 +203,7 @@ func (c claims) check(want string, now time.Time) (ports.TokenClaims, error) {
 	return ports.TokenClaims{
 		Type:      c.TokenType,
 		UserID:    *c.UserID,
-		Role:      domain.Role(c.Role),
+		Role:      role,
 		SessionID: c.SID,
 		JTI:       c.JTI,
 		IssuedAt:  time.Unix(*c.Iat, 0).UTC(),

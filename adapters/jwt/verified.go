@@ -11,10 +11,10 @@ const (
 	// the token (at most maxCachedTokenLen bytes), its decoded claims
 	// (their strings no longer than the payload, 3/4 of the token) and
 	// about 250 bytes of map slot and small allocations: under 2 KiB, so a
-	// full cache stays under 16 MiB. Measured: our 339-byte tokens take
-	// 720 bytes an entry, 5.6 MiB for a full cache.
+	// full cache stays under 16 MiB (the README's performance section has
+	// what our own tokens take).
 	maxVerified = 8192
-	// maxCachedTokenLen: longer tokens (ours are ~350 bytes) are verified
+	// maxCachedTokenLen: longer tokens (ours are far shorter) are verified
 	// on every call, so the bound above does not grow with MaxTokenLen.
 	maxCachedTokenLen = 1024
 )

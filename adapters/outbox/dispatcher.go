@@ -61,9 +61,6 @@ func New(app Deliverer, cfg Config, log *slog.Logger) (*Dispatcher, error) {
 	}, nil
 }
 
-// Owner is the name this dispatcher leases deliveries under.
-func (d *Dispatcher) Owner() string { return d.cfg.Owner }
-
 // Wake asks both loops to look for due deliveries now rather than at the
 // next poll; call it after committing an event. It never blocks.
 func (d *Dispatcher) Wake() {

@@ -39,9 +39,6 @@ type Params struct {
 // DefaultParams are OWASP's recommended argon2id settings (m=19 MiB, t=2, p=1).
 var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1, KeyLen: 32, SaltLen: 16}
 
-// TestParams are cheap settings for tests elsewhere; never for production.
-var TestParams = Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
-
 // Bounds on parameters, for hashing and for stored hashes alike.
 const (
 	MaxMemory      = 256 * 1024 // KiB: 256 MiB

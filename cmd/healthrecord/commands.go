@@ -295,25 +295,14 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 			fmt.Fprintf(stdout, "%s: %s (approved=%t, active=%t)\n", u.Username, sub+"d", u.Approved, u.Active)
 			return nil
 		}
-		var all []domain.User
-		p := domain.Page{Limit: domain.MaxPageSize}
-		for {
-			users, next, err := a.ListUsers(ctx, ports.UserFilter{}, p)
-			if err != nil {
-				return err
-			}
-			all = append(all, users...)
-			if next == nil {
-				break
-			}
-			p.After = next
+		all, err := allPages(func(p domain.Page) ([]domain.User, *domain.Cursor, error) {
+			return a.ListUsers(ctx, ports.UserFilter{}, p)
+		})
+		if err != nil {
+			return err
 		}
 		if asJSON {
-			out := make([]any, 0, len(all))
-			for _, u := range all {
-				out = append(out, httpapi.UserJSON(u))
-			}
-			return printJSON(stdout, out)
+			return printJSONList(stdout, all, httpapi.UserJSON)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tROLE\tAPPROVED\tACTIVE")
@@ -372,25 +361,14 @@ func cmdOutbox(ctx context.Context, args []string, getenv func(string) string, s
 	return withApp(ctx, cmd, args, getenv, stderr, func(a *app.App, _ config, rest []string) error {
 		switch {
 		case rest[0] == "list" && len(rest) == 1:
-			var all []domain.OutboxEvent
-			p := domain.Page{Limit: domain.MaxPageSize}
-			for {
-				events, next, err := a.OutboxList(ctx, f, p)
-				if err != nil {
-					return describe(err)
-				}
-				all = append(all, events...)
-				if next == nil {
-					break
-				}
-				p.After = next
+			all, err := allPages(func(p domain.Page) ([]domain.OutboxEvent, *domain.Cursor, error) {
+				return a.OutboxList(ctx, f, p)
+			})
+			if err != nil {
+				return describe(err)
 			}
 			if asJSON {
-				out := make([]any, 0, len(all))
-				for _, e := range all {
-					out = append(out, httpapi.OutboxJSON(e))
-				}
-				return printJSON(stdout, out)
+				return printJSONList(stdout, all, httpapi.OutboxJSON)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tRECORD\tSTATE\tSINKS\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
@@ -514,4 +492,31 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stdout, "New signing key %s in %s; tokens of the previous key stay valid until they expire.\n", kid, c.KeyFile)
 		return nil
 	})
+}
+
+// allPages collects every page of a list use case, in the largest pages
+// the domain allows: the CLI prints whole lists.
+func allPages[T any](list func(domain.Page) ([]T, *domain.Cursor, error)) ([]T, error) {
+	var all []T
+	p := domain.Page{Limit: domain.MaxPageSize}
+	for {
+		items, next, err := list(p)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == nil {
+			return all, nil
+		}
+		p.After = next
+	}
+}
+
+// printJSONList prints items as a JSON array in the API's shape.
+func printJSONList[T, V any](w io.Writer, items []T, view func(T) V) error {
+	out := make([]V, 0, len(items))
+	for _, it := range items {
+		out = append(out, view(it))
+	}
+	return printJSON(w, out)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -39,12 +38,14 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 
 // server is a running `healthrecord serve` started through run.
 type server struct {
-	t    *testing.T
-	url  string
-	db   string
-	env  map[string]string
-	logs *logSink
-	stop func() error
+	t   *testing.T
+	url string
+	// metricsAddr is where the metrics listener is bound, "" when off.
+	metricsAddr string
+	db          string
+	env         map[string]string
+	logs        *logSink
+	stop        func() error
 }
 
 // logSink keeps every log line, to assert what was (not) logged.
@@ -59,8 +60,6 @@ func (l *logSink) all() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
 }
-
-var listenRE = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)
 
 // mustServe runs serve on 127.0.0.1:0 with a fresh database and waits for
 // it to listen. Extra environment entries override the defaults.
@@ -77,17 +76,11 @@ func mustServe(t *testing.T, extraEnv map[string]string, extraArgs ...string) *s
 func startServe(t *testing.T, env map[string]string, extraArgs ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
+	type bound struct{ api, metrics string }
+	addr := make(chan bound, 1)
+	ready := func(api, metrics string) { addr <- bound{api, metrics} }
 	logs := &logSink{}
-	w := &lineWriter{fn: func(line string) {
-		logs.add(line)
-		if m := listenRE.FindStringSubmatch(line); m != nil {
-			select {
-			case addr <- m[1]:
-			default:
-			}
-		}
-	}}
+	w := &lineWriter{fn: logs.add}
 	done := make(chan error, 1)
 	args := append([]string{"serve", "--addr", "127.0.0.1:0"}, extraArgs...)
 	// Every test client is 127.0.0.1: request rates are off unless a test
@@ -96,7 +89,7 @@ func startServe(t *testing.T, env map[string]string, extraArgs ...string) *serve
 	for k, v := range env {
 		serveEnv[k] = v
 	}
-	go func() { done <- run(ctx, args, mapEnv(serveEnv), strings.NewReader(""), io.Discard, w) }()
+	go func() { done <- run(ctx, args, mapEnv(serveEnv), strings.NewReader(""), io.Discard, w, ready) }()
 	s := &server{t: t, db: env["HEALTHRECORD_DB"], env: env, logs: logs}
 	var once sync.Once
 	var stopErr error
@@ -114,7 +107,7 @@ func startServe(t *testing.T, env map[string]string, extraArgs ...string) *serve
 	t.Cleanup(func() { _ = s.stop() })
 	select {
 	case a := <-addr:
-		s.url = "http://" + a
+		s.url, s.metricsAddr = "http://"+a.api, a.metrics
 	case err := <-done:
 		t.Fatalf("serve exited early: %v\n%s", err, logs.all())
 	case <-time.After(30 * time.Second):
@@ -130,7 +123,7 @@ func mapEnv(m map[string]string) func(string) string {
 // cli runs one command against the server's database and returns stdout.
 func (s *server) cli(args ...string) (string, error) {
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), args, mapEnv(s.env), strings.NewReader(""), &out, &errOut)
+	err := run(context.Background(), args, mapEnv(s.env), strings.NewReader(""), &out, &errOut, nil)
 	if err != nil {
 		return out.String() + errOut.String(), err
 	}

@@ -126,7 +126,7 @@ func mustAdmin(t *testing.T, s *server) string {
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"createsuperuser", "--username", "root", "--email", "root@example.com", "--noinput"},
-		mapEnv(env), strings.NewReader(""), &out, &out)
+		mapEnv(env), strings.NewReader(""), &out, &out, nil)
 	require.NoError(t, err, out.String())
 	return s.signIn("root", "Adm1n-Passphrase!").Access
 }
@@ -136,27 +136,27 @@ func TestCreateSuperuser_NeedsTerminalOrNoinput(t *testing.T) {
 	env := map[string]string{"HEALTHRECORD_DB": filepath.Join(dir, "hr.db")}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"createsuperuser", "--username", "root", "--email", "r@example.com"},
-		mapEnv(env), strings.NewReader("secret\n"), &out, &out)
+		mapEnv(env), strings.NewReader("secret\n"), &out, &out, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "HEALTHRECORD_SUPERUSER_PASSWORD")
 
 	err = run(context.Background(), []string{"createsuperuser", "--username", "root", "--email", "r@example.com", "--noinput"},
-		mapEnv(env), strings.NewReader(""), &out, &out)
+		mapEnv(env), strings.NewReader(""), &out, &out, nil)
 	require.Error(t, err, "--noinput without the variable")
 
 	env["HEALTHRECORD_SUPERUSER_PASSWORD"] = "short"
 	err = run(context.Background(), []string{"createsuperuser", "--username", "root", "--email", "r@example.com", "--noinput"},
-		mapEnv(env), strings.NewReader(""), &out, &out)
+		mapEnv(env), strings.NewReader(""), &out, &out, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "too short")
 
 	env["HEALTHRECORD_SUPERUSER_PASSWORD"] = "Adm1n-Passphrase!"
 	out.Reset()
 	err = run(context.Background(), []string{"createsuperuser", "--username", "root", "--email", "r@example.com", "--noinput"},
-		mapEnv(env), strings.NewReader(""), &out, &out)
+		mapEnv(env), strings.NewReader(""), &out, &out, nil)
 	require.NoError(t, err, out.String())
 	out.Reset()
-	require.NoError(t, run(context.Background(), []string{"users", "list"}, mapEnv(env), nil, &out, &out))
+	require.NoError(t, run(context.Background(), []string{"users", "list"}, mapEnv(env), nil, &out, &out, nil))
 	assert.Regexp(t, `root\s+r@example.com\s+ADMIN`, out.String())
 }
 
@@ -167,7 +167,7 @@ func TestCLI_UsageErrors(t *testing.T) {
 		{"audit"}, {"keys"}, {"backup"}, {"migrate", "sideways"}, {"serve", "--no-such-flag"},
 	} {
 		var out bytes.Buffer
-		err := run(context.Background(), args, env, nil, &out, &out)
+		err := run(context.Background(), args, env, nil, &out, &out, nil)
 		require.Error(t, err, "%v", args)
 		var u usageError
 		assert.ErrorAs(t, err, &u, "%v is a usage error: %v", args, err)

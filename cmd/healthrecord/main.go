@@ -17,7 +17,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr, nil); err != nil {
 		var u usageError
 		if errors.As(err, &u) {
 			fmt.Fprintln(os.Stderr, err)
@@ -49,16 +49,24 @@ commands:
 Run "healthrecord COMMAND -h" for a command's flags.`
 
 // run is the whole program: end-to-end tests call it with their own
-// arguments, environment and streams.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	err := dispatch(ctx, args, getenv, stdin, stdout, stderr)
+// arguments, environment and streams, and learn from ready where serve
+// listens (main passes nil).
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer,
+	ready onListening) error {
+	err := dispatch(ctx, args, getenv, stdin, stdout, stderr, ready)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // -h and --help printed the help: a success
 	}
 	return err
 }
 
-func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// onListening is told the addresses serve bound (metrics is "" when off)
+// once it accepts connections: a test that starts serve on port 0 learns
+// its port here, not from the log.
+type onListening func(api, metrics string)
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer,
+	ready onListening) error {
 	if len(args) == 0 {
 		return usageError{usage}
 	}
@@ -67,7 +75,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	case "version", "--version", "-version":
 		return cmdVersion(rest, getenv, stdout, stderr)
 	case "serve":
-		return cmdServe(ctx, rest, getenv, stderr)
+		return cmdServe(ctx, rest, getenv, stderr, ready)
 	case "migrate":
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "createsuperuser":

@@ -37,7 +37,8 @@ func TestMetrics_ScrapeTheRealListener(t *testing.T) {
 	s := mustServe(t, map[string]string{"HEALTHRECORD_METRICS_ADDR": "127.0.0.1:0", "HEALTHRECORD_AUTO_APPROVE_DOCTORS": "true"})
 	m := metricsRE.FindStringSubmatch(s.logs.all())
 	require.NotNil(t, m, "serve logs where metrics listen")
-	metricsURL := "http://" + m[1] + "/metrics"
+	require.Equal(t, s.metricsAddr, m[1], "run's hook and the log agree")
+	metricsURL := "http://" + s.metricsAddr + "/metrics"
 
 	doctorID, _ := s.mustUser("drmetrics", "DOCTOR")
 	_, patient := s.mustUser("pmetrics", "PATIENT")
@@ -105,7 +106,7 @@ func TestCLI_RefusesMissingDatabase(t *testing.T) {
 		{"outbox", "list"}, {"outbox", "retry", "1"}, {"keys", "rotate"},
 	} {
 		var out bytes.Buffer
-		err := run(context.Background(), args, env, nil, &out, &out)
+		err := run(context.Background(), args, env, nil, &out, &out, nil)
 		require.Error(t, err, "%v", args)
 		assert.Contains(t, err.Error(), "no database at "+db, "%v", args)
 		assert.NotContains(t, out.String(), "intact")
@@ -119,7 +120,7 @@ func TestCLI_VersionHelpAndArguments(t *testing.T) {
 	env := mapEnv(map[string]string{"HEALTHRECORD_DB": filepath.Join(t.TempDir(), "hr.db")})
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		var out bytes.Buffer
-		require.NoError(t, run(context.Background(), args, env, nil, &out, io.Discard))
+		require.NoError(t, run(context.Background(), args, env, nil, &out, io.Discard, nil))
 		assert.Regexp(t, `(?s)^healthrecord \S+\ncommit \S+.*\ngo1\.\d+`, out.String())
 	}
 	for _, args := range [][]string{
@@ -128,14 +129,14 @@ func TestCLI_VersionHelpAndArguments(t *testing.T) {
 		{"keys", "rotate", "-h"}, {"version", "-h"},
 	} {
 		var out bytes.Buffer
-		require.NoError(t, run(context.Background(), args, env, nil, &out, &out), "%v exits 0", args)
+		require.NoError(t, run(context.Background(), args, env, nil, &out, &out, nil), "%v exits 0", args)
 		assert.Contains(t, out.String(), "usage: healthrecord", "%v prints help", args)
 	}
 	for _, args := range [][]string{
 		{"serve", "extra"}, {"version", "extra"}, {"backup", "a", "b"}, {"users", "list", "extra"}, {"audit", "verify", "now"},
 		{"migrate", "status", "extra"}, {"keys", "rotate", "twice"}, {"createsuperuser", "bob"},
 	} {
-		err := run(context.Background(), args, env, nil, io.Discard, io.Discard)
+		err := run(context.Background(), args, env, nil, io.Discard, io.Discard, nil)
 		var u usageError
 		assert.ErrorAs(t, err, &u, "%v: an unknown argument is a usage error", args)
 	}
@@ -148,24 +149,24 @@ func TestCLI_FlagsBeforeOrAfterArguments(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "hr.db")
 	env := mapEnv(map[string]string{"HEALTHRECORD_SUPERUSER_PASSWORD": "Adm1n-Passphrase!"})
-	require.NoError(t, run(context.Background(), []string{"createsuperuser", "--noinput", "--username", "root", "--email", "r@example.com", "--db", db}, env, nil, io.Discard, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"createsuperuser", "--noinput", "--username", "root", "--email", "r@example.com", "--db", db}, env, nil, io.Discard, io.Discard, nil))
 
 	var table, asJSON, before bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"users", "list", "--db", db}, env, nil, &table, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"users", "list", "--db", db}, env, nil, &table, io.Discard, nil))
 	assert.Regexp(t, `(?m)^ID\s+USERNAME\s+EMAIL\s+ROLE\s+APPROVED\s+ACTIVE\n1\s+root\s+r@example.com\s+ADMIN`, table.String())
-	require.NoError(t, run(context.Background(), []string{"users", "list", "--json", "--db", db}, env, nil, &asJSON, io.Discard))
-	require.NoError(t, run(context.Background(), []string{"users", "--json", "list"}, mapEnv(map[string]string{"HEALTHRECORD_DB": db}), nil, &before, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"users", "list", "--json", "--db", db}, env, nil, &asJSON, io.Discard, nil))
+	require.NoError(t, run(context.Background(), []string{"users", "--json", "list"}, mapEnv(map[string]string{"HEALTHRECORD_DB": db}), nil, &before, io.Discard, nil))
 	assert.JSONEq(t, `[{"id":1,"username":"root","email":"r@example.com","role":"ADMIN","is_active":true}]`, asJSON.String())
 	assert.JSONEq(t, asJSON.String(), before.String())
 
 	var outboxTable, outboxJSON bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"outbox", "--db", db, "list"}, env, nil, &outboxTable, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"outbox", "--db", db, "list"}, env, nil, &outboxTable, io.Discard, nil))
 	assert.Contains(t, outboxTable.String(), "ID  KIND")
-	require.NoError(t, run(context.Background(), []string{"outbox", "list", "--db", db, "--json"}, env, nil, &outboxJSON, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"outbox", "list", "--db", db, "--json"}, env, nil, &outboxJSON, io.Discard, nil))
 	assert.JSONEq(t, `[]`, outboxJSON.String())
 
 	dest := filepath.Join(dir, "copy.db")
-	require.NoError(t, run(context.Background(), []string{"backup", dest, "--db", db}, env, nil, io.Discard, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"backup", dest, "--db", db}, env, nil, io.Discard, io.Discard, nil))
 	require.FileExists(t, dest)
 }
 
@@ -198,7 +199,7 @@ func TestConfig_RefusesUnhonourableValues(t *testing.T) {
 		for k, v := range tc.env {
 			env[k] = v
 		}
-		err := run(context.Background(), append([]string{"serve"}, tc.args...), mapEnv(env), nil, io.Discard, io.Discard)
+		err := run(context.Background(), append([]string{"serve"}, tc.args...), mapEnv(env), nil, io.Discard, io.Discard, nil)
 		require.Error(t, err, "%v %v", tc.env, tc.args)
 		msg := err.Error()
 		assert.Contains(t, msg, tc.want)
@@ -225,7 +226,7 @@ func TestServe_LogsDatabaseCreationAndMigrations(t *testing.T) {
 func TestServe_RefusesNewerDatabase(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "hr.db")
 	env := mapEnv(map[string]string{"HEALTHRECORD_DB": db})
-	require.NoError(t, run(context.Background(), []string{"migrate"}, env, nil, io.Discard, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"migrate"}, env, nil, io.Discard, io.Discard, nil))
 	c, err := sql.Open("sqlite", db)
 	require.NoError(t, err)
 	_, err = c.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, 1)`)
@@ -234,7 +235,7 @@ func TestServe_RefusesNewerDatabase(t *testing.T) {
 
 	for _, args := range [][]string{{"serve", "--addr", "127.0.0.1:0"}, {"migrate"}, {"users", "list"}} {
 		var logs bytes.Buffer
-		err := run(context.Background(), args, env, nil, io.Discard, &logs)
+		err := run(context.Background(), args, env, nil, io.Discard, &logs, nil)
 		require.Error(t, err, "%v", args)
 		assert.Contains(t, err.Error(), "newer healthrecord", "%v", args)
 		assert.Contains(t, err.Error(), "99999")
@@ -261,7 +262,7 @@ func TestServe_FailsEarlyOnBusyPortOrBadTLS(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "hr.db")
 			var logs bytes.Buffer
-			err := run(context.Background(), append([]string{"serve"}, tc.args...), mapEnv(map[string]string{"HEALTHRECORD_DB": db}), nil, io.Discard, &logs)
+			err := run(context.Background(), append([]string{"serve"}, tc.args...), mapEnv(map[string]string{"HEALTHRECORD_DB": db}), nil, io.Discard, &logs, nil)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NoFileExists(t, db, "nothing created")
@@ -303,7 +304,7 @@ func TestCreateSuperuser_AsksLikeDjango(t *testing.T) {
 		"Adm1n-Passphrase!", "Adm1n-Passphrase!",
 	}}
 	var out, errOut bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"createsuperuser"}, env, p, &out, &errOut), errOut.String())
+	require.NoError(t, run(context.Background(), []string{"createsuperuser"}, env, p, &out, &errOut, nil), errOut.String())
 	assert.Equal(t, []string{"Username: ", "Username: ", "Email address: ", "Password: ", "Password (again): ",
 		"Password: ", "Password (again): ", "Password: ", "Password (again): "}, p.asked)
 	assert.Contains(t, errOut.String(), "Error: Your passwords didn't match.")
@@ -312,12 +313,12 @@ func TestCreateSuperuser_AsksLikeDjango(t *testing.T) {
 
 	// Given flags are not asked for; three bad tries give up.
 	p = &scriptedPrompter{answers: []string{"a", "b", "weak", "weak", "c", "d"}}
-	err := run(context.Background(), []string{"createsuperuser", "--username", "root2", "--email", "r2@example.com"}, env, p, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"createsuperuser", "--username", "root2", "--email", "r2@example.com"}, env, p, io.Discard, io.Discard, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "3 tries")
 	assert.NotContains(t, fmt.Sprint(p.asked), "Username")
 	var list bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"users", "list"}, env, nil, &list, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"users", "list"}, env, nil, &list, io.Discard, nil))
 	assert.NotContains(t, list.String(), "root2")
 }
 
@@ -325,23 +326,23 @@ func TestCLI_ErrorsNameTheirFile(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "hr.db")
 	env := mapEnv(map[string]string{"HEALTHRECORD_DB": db})
-	require.NoError(t, run(context.Background(), []string{"migrate"}, env, nil, io.Discard, io.Discard))
+	require.NoError(t, run(context.Background(), []string{"migrate"}, env, nil, io.Discard, io.Discard, nil))
 
 	keys := db + ".keys"
 	require.NoError(t, os.WriteFile(keys, []byte("{not json"), 0o600))
 	for _, args := range [][]string{{"serve", "--addr", "127.0.0.1:0"}, {"keys", "rotate"}} {
-		err := run(context.Background(), args, env, nil, io.Discard, io.Discard)
+		err := run(context.Background(), args, env, nil, io.Discard, io.Discard, nil)
 		require.Error(t, err, "%v", args)
 		assert.Contains(t, err.Error(), keys, "%v", args)
 	}
 
 	notDB := filepath.Join(dir, "notes.txt")
 	require.NoError(t, os.WriteFile(notDB, []byte("this is not a database, but long enough to look like a header........"), 0o600))
-	err := run(context.Background(), []string{"users", "list", "--db", notDB}, env, nil, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"users", "list", "--db", notDB}, env, nil, io.Discard, io.Discard, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), notDB)
 
-	err = run(context.Background(), []string{"backup", filepath.Join(dir, "no", "such", "dir.db")}, env, nil, io.Discard, io.Discard)
+	err = run(context.Background(), []string{"backup", filepath.Join(dir, "no", "such", "dir.db")}, env, nil, io.Discard, io.Discard, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), filepath.Join(dir, "no", "such", "dir.db"))
 }

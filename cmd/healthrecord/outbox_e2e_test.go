@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,6 +195,10 @@ func buildBinary(t *testing.T) string {
 	require.NoError(t, err, string(out))
 	return bin
 }
+
+// listenRE finds the bound address in a child process's log: a child has
+// no other channel to say it (in-process servers are told by run's hook).
+var listenRE = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)
 
 // startProcess runs `healthrecord serve` as a child process and waits for it
 // to listen.

@@ -49,7 +49,7 @@ func TestCreateSuperuser_OnATerminal(t *testing.T) {
 	var out, prompts bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"createsuperuser", "--db", db}, mapEnv(nil), pts, &out, &prompts)
+	err := run(ctx, []string{"createsuperuser", "--db", db}, mapEnv(nil), pts, &out, &prompts, nil)
 	require.NoError(t, err, prompts.String())
 	assert.Contains(t, out.String(), `Superuser "root" created`)
 	assert.Contains(t, prompts.String(), "Username: ")

@@ -134,7 +134,7 @@ func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, obs po
 		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge, HashConcurrency: hashConcurrency(), QuotaBytes: c.QuotaBytes})
 }
 
-func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready onListening) error {
 	var c config
 	fs := newFlagSet("serve", getenv, stderr)
 	fs.serveFlags(&c)
@@ -261,6 +261,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		serveErr <- err
 	}()
 	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "db", c.DB)
+	if ready != nil {
+		metricsAddr := ""
+		if metricsLn != nil {
+			metricsAddr = metricsLn.Addr().String()
+		}
+		ready(ln.Addr().String(), metricsAddr)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -307,22 +314,19 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless the
-// operator sets GOMEMLIMIT: argon2id's 19 MiB buffers are short-lived, and
+// operator sets GOMEMLIMIT: argon2id's buffers are short-lived, and
 // without a limit the collector lets a sign-in burst grow the heap far
 // beyond what is live. It must leave room for what is live during a burst
-// (the record and token caches, ~10 MiB full, and the hash in flight) plus
-// the last hash's freed buffer: at 48 MiB the collector ran back to back
-// during hrbench's sign-in storm (a quarter of the server's CPU, gctrace
-// goal ≈ live). Measured (list,signin,signin-storm, one run each): 56 MiB
-// → list keeps 61 % during the storm, peak RSS 88 MiB; 64 MiB → 65 %,
-// 100 MiB.
+// (the record and token caches and the hash in flight) plus the last
+// hash's freed buffer: set lower, the collector runs back to back during a
+// sign-in storm. The README's performance section has the measurements.
 const defaultMemoryLimit = 56 << 20
 
-// defaultGCPercent lets the heap grow to 5× what is live before a
-// collection, unless the operator sets GOGC: the live heap of this service
-// is a few MiB, GC was a fifth of a list request's CPU at the default 100
-// (BenchmarkListRecords: 84 → 62 µs/op at 400), and the memory limit above
-// still caps the total.
+// defaultGCPercent lets the heap grow to several times what is live before
+// a collection, unless the operator sets GOGC: the live heap of this
+// service is small, collections at the default took a large share of a
+// list request's CPU (see the README's performance section), and the
+// memory limit above still caps the total.
 const defaultGCPercent = 400
 
 func setMemoryLimit(getenv func(string) string) {

@@ -72,7 +72,7 @@ func TestServe_TLS(t *testing.T) {
 }
 
 func TestServe_RefusesHalfATLSConfig(t *testing.T) {
-	err := run(t.Context(), []string{"serve", "--tls-cert", "x.pem"}, mapEnv(nil), nil, io.Discard, io.Discard)
+	err := run(t.Context(), []string{"serve", "--tls-cert", "x.pem"}, mapEnv(nil), nil, io.Discard, io.Discard, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--tls-key")
 }

@@ -41,8 +41,18 @@ func TestCLI_SecurityEventsAudited(t *testing.T) {
 	var rec struct{ ID int64 }
 	code, _ := s.call("POST", "/api/records/", patient, map[string]any{"title": "t", "content": "c", "doctor": doctorID}, &rec)
 	require.Equal(t, http.StatusCreated, code)
-	// Make its event dead behind the server's back, then retry it.
-	_, err := rawDB(t, s.db).ExecContext(context.Background(), `UPDATE outbox SET state = 'dead' WHERE record_id = ?`, rec.ID)
+	// Once the dispatcher is done with its event, make it dead behind the
+	// server's back (delivery and summary alike), then retry it.
+	raw := rawDB(t, s.db)
+	require.Eventually(t, func() bool {
+		var state string
+		err := raw.QueryRow(`SELECT state FROM outbox WHERE record_id = ?`, rec.ID).Scan(&state)
+		return err == nil && state == "delivered"
+	}, 10*time.Second, 20*time.Millisecond)
+	_, err := raw.ExecContext(context.Background(), `UPDATE outbox_deliveries SET state = 'dead', last_error = 'refused'
+		WHERE event_id = (SELECT id FROM outbox WHERE record_id = ?)`, rec.ID)
+	require.NoError(t, err)
+	_, err = raw.ExecContext(context.Background(), `UPDATE outbox SET state = 'dead' WHERE record_id = ?`, rec.ID)
 	require.NoError(t, err)
 	var events []struct{ ID int64 }
 	code, _ = s.call("GET", "/api/admin/outbox/?state=dead", admin, nil, &events)

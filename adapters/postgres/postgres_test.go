@@ -44,12 +44,8 @@ func mustTestDB(t *testing.T) *testDB {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL unreachable at %s (set HEALTHRECORD_TEST_POSTGRES, or start it: "+
-			"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): %v", redact(base), err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		unreachable(t, os.Getenv("CI") == "true", fmt.Sprintf("PostgreSQL unreachable at %s (set HEALTHRECORD_TEST_POSTGRES, "+
+			"or start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): %v", redact(base), err))
 	}
 	defer admin.Close(context.Background())
 	name := "hr_test_" + randomHex(t)
@@ -79,6 +75,15 @@ func mustTestDB(t *testing.T) *testDB {
 // the test ends.
 func (d *testDB) mustOpen(t *testing.T) *postgres.DB {
 	t.Helper()
+	db := mustOpenURL(t, d.mustSchema(t))
+	require.NoError(t, db.Migrate(t.Context()))
+	return db
+}
+
+// mustSchema creates an empty schema and returns the URL whose
+// connections use it.
+func (d *testDB) mustSchema(t *testing.T) string {
+	t.Helper()
 	schema := fmt.Sprintf("s%d", d.schemas.Add(1))
 	admin, err := pgx.Connect(t.Context(), d.url)
 	require.NoError(t, err)
@@ -90,11 +95,27 @@ func (d *testDB) mustOpen(t *testing.T) *postgres.DB {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	db, err := postgres.Open(t.Context(), u.String())
+	return u.String()
+}
+
+// mustOpenURL opens the database at url (another instance, when a store
+// is open there already), closed when the test ends.
+func mustOpenURL(t *testing.T, url string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), url)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(t.Context()))
 	return db
+}
+
+// unreachable fails the test in CI, where the PostgreSQL tests must run,
+// and skips it elsewhere, saying why either way.
+func unreachable(t testing.TB, ci bool, msg string) {
+	t.Helper()
+	if ci {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 func randomHex(t *testing.T) string {

@@ -14,6 +14,7 @@ import (
 
 	"healthrecord/adapters/postgres"
 	"healthrecord/domain"
+	"healthrecord/internal/pgtest"
 	"healthrecord/ports"
 )
 
@@ -43,7 +44,7 @@ func TestUnreachablePostgres_FailsInCISkipsElsewhere(t *testing.T) {
 	run := func(ci bool) *recordingTB {
 		r := &recordingTB{TB: t}
 		done := make(chan struct{})
-		go func() { defer close(done); unreachable(r, ci, "PostgreSQL unreachable at x") }()
+		go func() { defer close(done); pgtest.Unreachable(r, ci, "PostgreSQL unreachable at x") }()
 		<-done
 		return r
 	}

@@ -14,6 +14,7 @@ import (
 
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
+	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/domain"
 	"healthrecord/ports"
@@ -24,7 +25,7 @@ import (
 // and creating one on a typo'd path would answer from an empty database
 // (an "intact" audit trail, an empty backup).
 func requireDB(c config) error {
-	if strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://") {
+	if isPostgres(c.DB) {
 		return nil
 	}
 	fi, err := os.Stat(c.DB)
@@ -102,7 +103,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if len(rest) == 1 && rest[0] != "status" {
 		return usageError{fmt.Sprintf("unknown argument %q\nusage: healthrecord migrate [status]", rest[0])}
 	}
-	db, err := sqliteOpen(ctx, c.DB)
+	db, err := openUnmigrated(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 			return err
 		}
 	}
-	st, err := db.MigrationStatus(ctx)
+	st, err := db.MigrationStates(ctx)
 	if err != nil {
 		return err
 	}
@@ -323,12 +324,15 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if err := c.validate(); err != nil {
 		return err
 	}
+	if isPostgres(c.DB) {
+		return errPostgresBackup
+	}
 	if err := requireDB(c); err != nil {
 		return err
 	}
-	db, err := sqliteOpen(ctx, c.DB)
+	db, err := sqlite.Open(ctx, c.DB)
 	if err != nil {
-		return err
+		return inFile("database", c.DB, err)
 	}
 	defer db.Close()
 	if err := db.Backup(ctx, fs.Arg(0)); err != nil {

@@ -289,7 +289,7 @@ func (f *flagSet) Arg(i int) string {
 
 // dbFlags are the settings every command needs to find its data.
 func (f *flagSet) dbFlags(c *config) {
-	f.str(&c.DB, "db", "HEALTHRECORD_DB", "./healthrecord.db", "SQLite database file")
+	f.str(&c.DB, "db", "HEALTHRECORD_DB", "./healthrecord.db", "SQLite database file, or a postgres:// URL")
 	f.str(&c.KeyFile, "key-file", "HEALTHRECORD_KEY_FILE", "", "token signing key file (default: the database path + .keys)")
 	f.str(&c.AuditKeyFile, "audit-key-file", "HEALTHRECORD_AUDIT_KEY_FILE", "", "audit chain key file (default: the key file + .audit)")
 	f.str(&c.LogLevel, "log-level", "HEALTHRECORD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -402,7 +402,9 @@ func (c *config) validate() error {
 	if c.DB == "" {
 		errs = append(errs, errors.New("--db (HEALTHRECORD_DB) must not be empty"))
 	}
-	if c.KeyFile == "" {
+	if c.KeyFile == "" && isPostgres(c.DB) {
+		errs = append(errs, errPostgresKeyFile)
+	} else if c.KeyFile == "" {
 		c.KeyFile = c.DB + ".keys"
 	}
 	if c.AuditKeyFile == "" {

@@ -23,7 +23,6 @@ import (
 	"healthrecord/adapters/outbox"
 	"healthrecord/adapters/password"
 	"healthrecord/adapters/smtp"
-	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/internal/username"
 	"healthrecord/ports"
@@ -59,16 +58,12 @@ func readableDurations(_ []string, a slog.Attr) slog.Attr {
 
 // openDB opens and migrates the database and keys its audit chain; log,
 // when set, hears of a database created and of each migration applied.
-func openDB(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, error) {
+func openDB(ctx context.Context, c config, log *slog.Logger) (store, error) {
 	_, statErr := os.Stat(c.DB)
-	created := errors.Is(statErr, os.ErrNotExist)
-	var opts []sqlite.Option
-	if log != nil {
-		opts = append(opts, sqlite.WithLogger(log))
-	}
-	db, err := sqlite.Open(ctx, c.DB, opts...)
+	created := !isPostgres(c.DB) && errors.Is(statErr, os.ErrNotExist)
+	db, err := openStore(ctx, c, log)
 	if err != nil {
-		return nil, inFile("database", c.DB, err)
+		return nil, err
 	}
 	if created && log != nil {
 		log.Info("created a new database", "db", c.DB)
@@ -76,7 +71,7 @@ func openDB(ctx context.Context, c config, log *slog.Logger) (*sqlite.DB, error)
 	applied, err := db.ApplyMigrations(ctx)
 	if err != nil {
 		db.Close()
-		return nil, inFile("database", c.DB, err)
+		return nil, inFile("database", dbName(c.DB), err)
 	}
 	for _, m := range applied {
 		if log != nil {
@@ -126,7 +121,7 @@ func deliveryObserver(obs *metrics.Metrics) ports.DeliveryObserver {
 	return obs
 }
 
-func newApp(db *sqlite.DB, tokens ports.TokenIssuer, mailer ports.Mailer, obs ports.DeliveryObserver, c config, log *slog.Logger) *app.App {
+func newApp(db ports.Store, tokens ports.TokenIssuer, mailer ports.Mailer, obs ports.DeliveryObserver, c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
 		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Mailer: mailer, Observer: obs,
@@ -338,11 +333,5 @@ func setMemoryLimit(getenv func(string) string) {
 	}
 }
 
-// sqliteOpen opens the database without migrating it.
-func sqliteOpen(ctx context.Context, path string) (*sqlite.DB, error) {
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, inFile("database", path, err)
-	}
-	return db, nil
-}
+// openUnmigrated opens the database without migrating it.
+func openUnmigrated(ctx context.Context, c config) (store, error) { return openStore(ctx, c, nil) }

@@ -28,7 +28,7 @@ func pgEnv(t *testing.T) map[string]string {
 // runCLI runs one command with env and returns its output.
 func runCLI(env map[string]string, args ...string) (string, error) {
 	var out bytes.Buffer
-	err := run(context.Background(), args, mapEnv(env), strings.NewReader(""), &out, &out)
+	err := run(context.Background(), args, mapEnv(env), strings.NewReader(""), &out, &out, nil)
 	return out.String(), err
 }
 

@@ -88,9 +88,9 @@ func TestRecordCache_ChangeBetweenStatements(t *testing.T) {
 	db := mustOpenDB(t)
 	p, d1, d2 := mustPatient(t, db, "p"), mustUser(t, db, "d1", domain.RoleDoctor), mustUser(t, db, "d2", domain.RoleDoctor)
 	r := mustAssigned(t, db, p.ID, d1.ID)
-	t.Cleanup(func() { listedHook = nil })
-	listedHook = func() {
-		listedHook = nil
+	t.Cleanup(func() { db.records.betweenReads = nil })
+	db.records.betweenReads = func() {
+		db.records.betweenReads = nil
 		moved := r
 		moved.DoctorID, moved.Content = d2.ID, "written for d2 only"
 		require.NoError(t, db.Records().Update(t.Context(), moved))
@@ -98,11 +98,11 @@ func TestRecordCache_ChangeBetweenStatements(t *testing.T) {
 	got, err := db.Records().List(t.Context(), ports.RecordFilter{DoctorID: d1.ID}, domain.Page{Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, got, "read again after the change: no longer d1's")
-	assert.Nil(t, listedHook, "the hook ran")
+	assert.Nil(t, db.records.betweenReads, "the hook ran")
 
 	db.records = newRecordCache(defaultCacheBytes) // so that the record is fetched after the hook
-	listedHook = func() {
-		listedHook = nil
+	db.records.betweenReads = func() {
+		db.records.betweenReads = nil
 		_, err := db.write.Exec(`UPDATE records SET title = 'newer' WHERE id = ?`, r.ID)
 		require.NoError(t, err)
 	}

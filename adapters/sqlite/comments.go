@@ -23,15 +23,13 @@ func scanComment(sc scanner) (domain.Comment, error) {
 }
 
 func (r comments) Create(ctx context.Context, c *domain.Comment) error {
-	res, err := r.in.writes().ExecContext(ctx,
+	id, err := insertedID(r.in.writes().ExecContext(ctx,
 		`INSERT INTO comments (record_id, doctor_id, comment, created_at) VALUES (?, ?, ?, ?)`,
-		c.RecordID, c.DoctorID, c.Text, toNanos(c.CreatedAt))
+		c.RecordID, c.DoctorID, c.Text, toNanos(c.CreatedAt)))
 	if err != nil {
 		return fmt.Errorf("sqlite: create comment: %w", err)
 	}
-	if c.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: create comment: %w", err)
-	}
+	c.ID = id
 	return nil
 }
 

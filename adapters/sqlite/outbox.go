@@ -88,18 +88,16 @@ func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 		return errors.New("sqlite: add outbox event: no delivery")
 	}
 	err := r.in.atomic(ctx, func(in repos) error {
-		res, err := in.writes().ExecContext(ctx,
+		id, err := insertedID(in.writes().ExecContext(ctx,
 			`INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
 			                     next_attempt_at, created_at, delivered_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.Kind, e.RecordID, e.PatientID, e.DoctorID, e.State, e.Attempts, e.LastError,
-			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt))
+			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt)))
 		if err != nil {
 			return err
 		}
-		if e.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
+		e.ID = id
 		for i := range e.Deliveries {
 			d := &e.Deliveries[i]
 			d.EventID = e.ID

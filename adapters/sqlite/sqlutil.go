@@ -76,6 +76,14 @@ func mustChange(res sql.Result, err error) error {
 	return nil
 }
 
+// insertedID is the id an INSERT gave its row.
+func insertedID(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 // where collects AND-ed conditions and their arguments.
 type where struct {
 	conds []string

@@ -25,18 +25,16 @@ func scanUser(sc scanner) (domain.User, error) {
 }
 
 func (r users) Create(ctx context.Context, u *domain.User) error {
-	res, err := r.in.writes().ExecContext(ctx,
+	id, err := insertedID(r.in.writes().ExecContext(ctx,
 		`INSERT INTO users (username, username_key, email, role, approved, active, password_hash, created_at)
 		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.Username, username.Key(u.Username), u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt))
+		u.Username, username.Key(u.Username), u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt)))
 	if isUnique(err) {
 		return domain.UsernameTaken()
 	} else if err != nil {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
-	if u.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: create user: %w", err)
-	}
+	u.ID = id
 	return nil
 }
 

@@ -17,7 +17,7 @@ import (
 
 const eventually, tick = 10 * time.Second, time.Millisecond
 
-// holdWriter occupies the writer with a unit of work until release is
+// holdWriter occupies the commit loop with a unit of work until release is
 // closed, so that what is submitted meanwhile queues up.
 func holdWriter(t *testing.T, db *DB) (release func()) {
 	t.Helper()
@@ -65,7 +65,7 @@ func TestGroupCommit_SharedCommitIsolatesFailures(t *testing.T) {
 			})
 		}()
 	}
-	// Wait until all twelve are queued, then let the writer go.
+	// Wait until all twelve are queued, then let the commit loop go.
 	require.Eventually(t, func() bool { return len(db.commits.jobs) == n }, eventually, tick)
 	release()
 	wg.Wait()
@@ -134,6 +134,9 @@ func TestWithinTx_WriteThroughTheDBInsideFailsAtOnce(t *testing.T) {
 		assert.ErrorIs(t, db.Records().Create(unrelated, &r), errWriteInsideTx, "an unrelated context")
 		assert.ErrorIs(t, db.Audit().Append(ctx, domain.AuditEntry{At: t0}), errWriteInsideTx, "a write of several statements")
 		assert.ErrorIs(t, db.WithinTx(ctx, func(ports.Tx) error { return nil }), errWriteInsideTx, "a nested transaction")
+		assert.ErrorIs(t, db.Migrate(ctx), errWriteInsideTx, "migrations, on the write pool")
+		_, err := db.MigrationStatus(ctx)
+		assert.ErrorIs(t, err, errWriteInsideTx, "migration status, on the write pool")
 		go func() { _, err := createRecord(ctx, db, p.ID, 1); other <- err }()
 		return tx.Records().Create(ctx, &r)
 	})

@@ -20,7 +20,7 @@ type stmtCache struct {
 	// wished are statements met inside a transaction before they were
 	// prepared. They cannot be prepared there: preparing on the pool needs
 	// a free connection, and the write pool's only one is the transaction's.
-	// The writer prepares them between transactions.
+	// The commit loop prepares them between transactions.
 	wished map[string]bool
 }
 

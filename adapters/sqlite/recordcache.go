@@ -33,9 +33,11 @@ import (
 //
 // recordcache_test.go tests each part of it.
 type cachedRecords struct {
-	records // the repository underneath: every read of a record is its
+	records // the repository underneath, which every record is read through
 	cache   *recordCache
 }
+
+var _ ports.Records = cachedRecords{}
 
 // Get reads the record's version from the index and takes the record
 // from the cache when it holds that version.

@@ -11,8 +11,31 @@ import (
 	"healthrecord/ports"
 )
 
+// UseAuditKey keys the audit chain with key from now on; call it before
+// the store is used. When rekey is set (the key was just made, so no chain
+// can have been keyed under it before), a chain written before the chain
+// was keyed is verified as revision 1's SHA-256 chain and re-keyed from
+// its first entry, in one transaction; one that does not verify is
+// refused with a *LegacyChainError instead of being laundered. Without
+// rekey a chain not keyed yet is left alone, and fails verification.
+func (db *DB) UseAuditKey(ctx context.Context, key domain.AuditKey, rekey bool) error {
+	if len(key) < domain.MinAuditKeyLen {
+		return fmt.Errorf("sqlite: audit key of %d bytes, at least %d needed", len(key), domain.MinAuditKeyLen)
+	}
+	k := append(domain.AuditKey(nil), key...)
+	db.auditKey.Store(&k)
+	if !rekey {
+		return nil
+	}
+	return repos{db: db}.atomic(ctx, func(in repos) error { return rekeyAudit(ctx, in, db.auditHasher()) })
+}
+
+// auditHasher hashes under the current key; one per call, since a hasher
+// is not safe for concurrent use.
+func (db *DB) auditHasher() *domain.AuditHasher { return domain.NewAuditHasher(*db.auditKey.Load()) }
+
 // audit implements ports.Audit.
-type audit struct{ s scope }
+type audit struct{ in repos }
 
 const auditCols = "id, at, actor_id, actor_role, action, record_id, patient_id, outcome, " +
 	"request_id, remote_addr, prev_hash, hash"
@@ -55,10 +78,10 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			return errors.New("sqlite: audit entry without a time")
 		}
 	}
-	h := r.s.db.auditHasher()
-	err := r.s.atomic(ctx, func(s scope) error {
+	h := r.in.db.auditHasher()
+	err := r.in.atomic(ctx, func(in repos) error {
 		var head domain.AuditHead
-		if err := s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
+		if err := in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
 			Scan(&head.ID, &head.Hash); err != nil {
 			return err
 		}
@@ -76,11 +99,11 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 				args = append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
 					e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash)
 			}
-			if _, err := s.writer().ExecContext(ctx, auditInserts[len(chunk)], args...); err != nil {
+			if _, err := in.writes().ExecContext(ctx, auditInserts[len(chunk)], args...); err != nil {
 				return err
 			}
 		}
-		_, err := s.writer().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
+		_, err := in.writes().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
 			head.ID, head.Hash, mac)
 		return err
 	})
@@ -105,22 +128,10 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 		w.add("action = ?", f.Action)
 	}
 	w.after(p, "at", "id")
-	rows, err := r.s.reader().QueryContext(ctx,
+	out, err := queryAll(ctx, r.in.reads(), scanAudit,
 		`SELECT `+auditCols+` FROM audit`+w.String()+` ORDER BY at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list audit: %w", err)
-	}
-	defer rows.Close()
-	out := []domain.AuditEntry{}
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list audit: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list audit: %w", err)
 	}
 	return out, nil
@@ -128,7 +139,7 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 
 func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
 	var h domain.AuditHead
-	err := r.s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&h.ID, &h.Hash)
+	err := r.in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&h.ID, &h.Hash)
 	if err != nil {
 		return domain.AuditHead{}, fmt.Errorf("sqlite: audit head: %w", err)
 	}
@@ -143,9 +154,9 @@ func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
 // unless it is a head row saved earlier: since, a head kept outside,
 // catches that one at the first entry missing.
 func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
-	h := r.s.db.auditHasher()
+	h := r.in.db.auditHasher()
 	var c domain.AuditCheck
-	err := r.readTx(ctx, func(q querier) error {
+	err := r.readTx(ctx, func(q sqlRunner) error {
 		rows, err := q.QueryContext(ctx, `SELECT `+auditCols+` FROM audit ORDER BY id`)
 		if err != nil {
 			return err
@@ -192,18 +203,18 @@ const rekeyBatch = 512
 // rekeyAudit verifies a chain not keyed yet as revision 1's SHA-256 chain,
 // then re-hashes it under h from its first entry and keys the head, all in
 // the caller's transaction. A keyed chain is left as it is.
-func rekeyAudit(ctx context.Context, s scope, h *domain.AuditHasher) error {
+func rekeyAudit(ctx context.Context, in repos, h *domain.AuditHasher) error {
 	var headID int64
 	var headHash, headMAC string
 	var keyed bool
-	err := s.reader().QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac, keyed FROM audit_head WHERE one = 1`).
+	err := in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash, head_mac, keyed FROM audit_head WHERE one = 1`).
 		Scan(&headID, &headHash, &headMAC, &keyed)
 	if err != nil {
 		return err
 	}
 	if keyed {
 		if headID == 0 && headMAC == "" { // a new chain: key its head at once
-			_, err = s.writer().ExecContext(ctx, `UPDATE audit_head SET head_mac = ? WHERE one = 1`, h.Head(0, ""))
+			_, err = in.writes().ExecContext(ctx, `UPDATE audit_head SET head_mac = ? WHERE one = 1`, h.Head(0, ""))
 		}
 		return err
 	}
@@ -211,7 +222,7 @@ func rekeyAudit(ctx context.Context, s scope, h *domain.AuditHasher) error {
 	// any of it.
 	var lastID int64
 	var lastHash string
-	err = auditBatches(ctx, s, func(es []domain.AuditEntry) error {
+	err = auditBatches(ctx, in, func(es []domain.AuditEntry) error {
 		for _, e := range es {
 			if e.ID != lastID+1 || e.PrevHash != lastHash || e.Hash != e.LegacyChainHash(e.PrevHash) {
 				return &LegacyChainError{FirstBroken: e.ID}
@@ -227,10 +238,10 @@ func rekeyAudit(ctx context.Context, s scope, h *domain.AuditHasher) error {
 		return &LegacyChainError{FirstBroken: max(headID, lastID, 1)}
 	}
 	prev := ""
-	err = auditBatches(ctx, s, func(es []domain.AuditEntry) error {
+	err = auditBatches(ctx, in, func(es []domain.AuditEntry) error {
 		for _, e := range es {
 			e.PrevHash, e.Hash = prev, h.Entry(e, prev)
-			if _, err := s.writer().ExecContext(ctx, `UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?`, e.PrevHash, e.Hash, e.ID); err != nil {
+			if _, err := in.writes().ExecContext(ctx, `UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?`, e.PrevHash, e.Hash, e.ID); err != nil {
 				return err
 			}
 			prev = e.Hash
@@ -240,34 +251,20 @@ func rekeyAudit(ctx context.Context, s scope, h *domain.AuditHasher) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.writer().ExecContext(ctx, `UPDATE audit_head SET last_hash = ?, head_mac = ?, keyed = 1 WHERE one = 1`,
+	_, err = in.writes().ExecContext(ctx, `UPDATE audit_head SET last_hash = ?, head_mac = ?, keyed = 1 WHERE one = 1`,
 		prev, h.Head(lastID, prev))
 	return err
 }
 
 // auditBatches hands the chain to fn in id order, rekeyBatch entries at a
 // time, each batch read whole before fn runs (fn may write).
-func auditBatches(ctx context.Context, s scope, fn func([]domain.AuditEntry) error) error {
+func auditBatches(ctx context.Context, in repos, fn func([]domain.AuditEntry) error) error {
 	var after int64
 	for {
-		rows, err := s.reader().QueryContext(ctx, `SELECT `+auditCols+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, rekeyBatch)
-		if err != nil {
+		es, err := queryAll(ctx, in.reads(), scanAudit,
+			`SELECT `+auditCols+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, rekeyBatch)
+		if err != nil || len(es) == 0 {
 			return err
-		}
-		var es []domain.AuditEntry
-		for rows.Next() {
-			e, err := scanAudit(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			es = append(es, e)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return err
-		}
-		if len(es) == 0 {
-			return nil
 		}
 		if err := fn(es); err != nil {
 			return err
@@ -278,11 +275,11 @@ func auditBatches(ctx context.Context, s scope, fn func([]domain.AuditEntry) err
 
 // readTx runs fn in one read transaction: the caller's, or a deferred one
 // on the read pool, which takes no write lock.
-func (r audit) readTx(ctx context.Context, fn func(q querier) error) error {
-	if r.s.tx != nil {
-		return fn(r.s.tx)
+func (r audit) readTx(ctx context.Context, fn func(q sqlRunner) error) error {
+	if r.in.tx != nil {
+		return fn(r.in.tx)
 	}
-	tx, err := r.s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := r.in.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}

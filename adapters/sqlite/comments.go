@@ -10,7 +10,7 @@ import (
 )
 
 // comments implements ports.Comments.
-type comments struct{ s scope }
+type comments struct{ in repos }
 
 const commentCols = "id, record_id, doctor_id, comment, created_at"
 
@@ -23,20 +23,18 @@ func scanComment(sc scanner) (domain.Comment, error) {
 }
 
 func (r comments) Create(ctx context.Context, c *domain.Comment) error {
-	res, err := r.s.writer().ExecContext(ctx,
+	id, err := insertedID(r.in.writes().ExecContext(ctx,
 		`INSERT INTO comments (record_id, doctor_id, comment, created_at) VALUES (?, ?, ?, ?)`,
-		c.RecordID, c.DoctorID, c.Text, toNanos(c.CreatedAt))
+		c.RecordID, c.DoctorID, c.Text, toNanos(c.CreatedAt)))
 	if err != nil {
 		return fmt.Errorf("sqlite: create comment: %w", err)
 	}
-	if c.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: create comment: %w", err)
-	}
+	c.ID = id
 	return nil
 }
 
 func (r comments) Get(ctx context.Context, id int64) (domain.Comment, error) {
-	c, err := scanComment(r.s.reader().QueryRowContext(ctx, `SELECT `+commentCols+` FROM comments WHERE id = ?`, id))
+	c, err := scanComment(r.in.reads().QueryRowContext(ctx, `SELECT `+commentCols+` FROM comments WHERE id = ?`, id))
 	if err != nil {
 		return domain.Comment{}, fmt.Errorf("sqlite: comment %d: %w", id, notFoundIf(err))
 	}
@@ -61,22 +59,10 @@ func (r comments) List(ctx context.Context, f ports.CommentFilter, p domain.Page
 		w.add("record_id = ?", f.RecordID)
 	}
 	w.after(p, "created_at", "id")
-	rows, err := r.s.reader().QueryContext(ctx,
+	out, err := queryAll(ctx, r.in.reads(), scanComment,
 		`SELECT `+commentCols+` FROM comments`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list comments: %w", err)
-	}
-	defer rows.Close()
-	out := []domain.Comment{}
-	for rows.Next() {
-		c, err := scanComment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list comments: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list comments: %w", err)
 	}
 	return out, nil

@@ -25,26 +25,10 @@ func (db *DB) Counts(ctx context.Context) (ports.Counts, error) {
 		return ports.Counts{}, fmt.Errorf("sqlite: counts: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to lose
-	groups := func(query string, set func(key string, n int64)) error {
-		rows, err := tx.QueryContext(ctx, query)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var key string
-			var n int64
-			if err := rows.Scan(&key, &n); err != nil {
-				return err
-			}
-			set(key, n)
-		}
-		return rows.Err()
-	}
-	err = groups(`SELECT role, count(*) FROM users GROUP BY role`,
+	err = countGroups(ctx, tx, `SELECT role, count(*) FROM users GROUP BY role`,
 		func(k string, n int64) { c.UsersByRole[domain.Role(k)] = n })
 	if err == nil {
-		err = groups(`SELECT state, count(*) FROM outbox GROUP BY state`,
+		err = countGroups(ctx, tx, `SELECT state, count(*) FROM outbox GROUP BY state`,
 			func(k string, n int64) { c.OutboxByState[k] = n })
 	}
 	if err == nil {

@@ -17,7 +17,7 @@ import (
 
 const eventually, tick = 10 * time.Second, time.Millisecond
 
-// holdWriter occupies the writer with a unit of work until release is
+// holdWriter occupies the commit loop with a unit of work until release is
 // closed, so that what is submitted meanwhile queues up.
 func holdWriter(t *testing.T, db *DB) (release func()) {
 	t.Helper()
@@ -35,7 +35,7 @@ func TestGroupCommit_SharedCommitIsolatesFailures(t *testing.T) {
 	db := mustOpenDB(t)
 	p := mustPatient(t, db, "p")
 	release := holdWriter(t, db)
-	before := db.batches.Load()
+	before := db.commits.batches.Load()
 
 	const n = 12
 	errs := make([]error, n)
@@ -65,8 +65,8 @@ func TestGroupCommit_SharedCommitIsolatesFailures(t *testing.T) {
 			})
 		}()
 	}
-	// Wait until all twelve are queued, then let the writer go.
-	require.Eventually(t, func() bool { return len(db.jobs) == n }, eventually, tick)
+	// Wait until all twelve are queued, then let the commit loop go.
+	require.Eventually(t, func() bool { return len(db.commits.jobs) == n }, eventually, tick)
 	release()
 	wg.Wait()
 
@@ -81,7 +81,7 @@ func TestGroupCommit_SharedCommitIsolatesFailures(t *testing.T) {
 			assert.Nil(t, panics[i])
 		}
 	}
-	assert.Equal(t, int64(1), db.batches.Load()-before, "the twelve shared one transaction")
+	assert.Equal(t, int64(1), db.commits.batches.Load()-before, "the twelve shared one transaction")
 	assert.Equal(t, n/2, count(t, db, "records"), "only the successful units' writes committed")
 	assert.Equal(t, n/2, count(t, db, "outbox"))
 }
@@ -94,7 +94,7 @@ func TestGroupCommit_AbandonedUnitNeverRuns(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { _, err := createRecord(ctx, db, p.ID, 1); done <- err }()
-	require.Eventually(t, func() bool { return len(db.jobs) == 1 }, eventually, tick)
+	require.Eventually(t, func() bool { return len(db.commits.jobs) == 1 }, eventually, tick)
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 	release()
@@ -112,4 +112,36 @@ func TestGroupCommit_CloseDrainsThenRefuses(t *testing.T) {
 	require.NoError(t, db.Close())
 	err = db.WithinTx(t.Context(), func(ports.Repos) error { return nil })
 	assert.ErrorIs(t, err, errClosed)
+}
+
+// A write through the DB from inside WithinTx would wait for the very
+// transaction it runs in: it fails at once instead, whatever context it
+// carries, and the transaction goes on. A write from another goroutine
+// meanwhile still just waits its turn.
+func TestWithinTx_WriteThroughTheDBInsideFailsAtOnce(t *testing.T) {
+	db := mustOpenDB(t)
+	p := mustPatient(t, db, "p")
+	// Long enough never to end first when the guard works; short enough
+	// that a hang fails the test instead of stalling the suite.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	other := make(chan error, 1)
+	err := db.WithinTx(ctx, func(tx ports.Repos) error {
+		r := domain.Record{PatientID: p.ID, Title: "t", Content: "c", CreatedAt: t0, UpdatedAt: t0}
+		assert.ErrorIs(t, db.Records().Create(ctx, &r), errWriteInsideTx, "the same context")
+		unrelated, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.ErrorIs(t, db.Records().Create(unrelated, &r), errWriteInsideTx, "an unrelated context")
+		assert.ErrorIs(t, db.Audit().Append(ctx, domain.AuditEntry{At: t0}), errWriteInsideTx, "a write of several statements")
+		assert.ErrorIs(t, db.WithinTx(ctx, func(ports.Repos) error { return nil }), errWriteInsideTx, "a nested transaction")
+		assert.ErrorIs(t, db.Migrate(ctx), errWriteInsideTx, "migrations, on the write pool")
+		_, err := db.MigrationStatus(ctx)
+		assert.ErrorIs(t, err, errWriteInsideTx, "migration status, on the write pool")
+		go func() { _, err := createRecord(ctx, db, p.ID, 1); other <- err }()
+		return tx.Records().Create(ctx, &r)
+	})
+	require.NoError(t, err, "the transaction itself commits")
+	require.NoError(t, ctx.Err(), "nothing waited for the deadline")
+	require.NoError(t, <-other, "another goroutine's write waited and ran")
+	assert.Equal(t, 2, count(t, db, "records"))
 }

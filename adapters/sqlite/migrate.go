@@ -47,6 +47,9 @@ var ErrNewerDatabase = errors.New("the database was written by a newer healthrec
 // names of those it applied. It refuses a database that has a migration
 // it does not know (ErrNewerDatabase), before changing anything.
 func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
+	if db.commits.insideUnit() {
+		return nil, errWriteInsideTx // the write pool's connection is that transaction's
+	}
 	p, err := provider(db.write)
 	if err != nil {
 		return nil, err
@@ -102,6 +105,9 @@ func (db *DB) checkKnown(ctx context.Context, p *goose.Provider) error {
 // MigrationStatus lists the embedded migrations in version order. It uses
 // the write pool: on a new database goose creates its version table.
 func (db *DB) MigrationStatus(ctx context.Context) ([]MigrationStatus, error) {
+	if db.commits.insideUnit() {
+		return nil, errWriteInsideTx
+	}
 	p, err := provider(db.write)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,7 @@ import (
 )
 
 // notifications implements ports.Notifications.
-type notifications struct{ s scope }
+type notifications struct{ in repos }
 
 const notificationCols = "id, user_id, kind, record_id, patient_id, event_id, created_at, read_at"
 
@@ -26,7 +26,7 @@ func scanNotification(sc scanner) (domain.Notification, error) {
 // Create is idempotent per event: a redelivered event finds its
 // notification and stores no second one.
 func (r notifications) Create(ctx context.Context, n *domain.Notification) (bool, error) {
-	q := r.s.writer()
+	q := r.in.writes()
 	res, err := q.ExecContext(ctx,
 		`INSERT INTO notifications (user_id, kind, record_id, patient_id, event_id, created_at, read_at)
 		 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
@@ -43,7 +43,7 @@ func (r notifications) Create(ctx context.Context, n *domain.Notification) (bool
 		}
 		return true, nil
 	}
-	if err := r.s.reader().QueryRowContext(ctx, `SELECT id FROM notifications WHERE event_id = ?`, n.EventID).Scan(&n.ID); err != nil {
+	if err := r.in.reads().QueryRowContext(ctx, `SELECT id FROM notifications WHERE event_id = ?`, n.EventID).Scan(&n.ID); err != nil {
 		return false, fmt.Errorf("sqlite: create notification: %w", err)
 	}
 	return false, nil
@@ -53,22 +53,10 @@ func (r notifications) List(ctx context.Context, userID int64, p domain.Page) ([
 	var w where
 	w.add("user_id = ?", userID)
 	w.after(p, "created_at", "id")
-	rows, err := r.s.reader().QueryContext(ctx,
+	out, err := queryAll(ctx, r.in.reads(), scanNotification,
 		`SELECT `+notificationCols+` FROM notifications`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list notifications: %w", err)
-	}
-	defer rows.Close()
-	out := []domain.Notification{}
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list notifications: %w", err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list notifications: %w", err)
 	}
 	return out, nil
@@ -76,22 +64,10 @@ func (r notifications) List(ctx context.Context, userID int64, p domain.Page) ([
 
 // After reads from the (user_id, id) index: a live stream polls it often.
 func (r notifications) After(ctx context.Context, userID, afterID int64, limit int) ([]domain.Notification, error) {
-	rows, err := r.s.reader().QueryContext(ctx,
+	out, err := queryAll(ctx, r.in.reads(), scanNotification,
 		`SELECT `+notificationCols+` FROM notifications WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?`,
 		userID, afterID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
-	}
-	defer rows.Close()
-	out := []domain.Notification{}
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: notifications after %d: %w", afterID, err)
 	}
 	return out, nil
@@ -99,13 +75,13 @@ func (r notifications) After(ctx context.Context, userID, afterID int64, limit i
 
 // MarkRead keeps the first read time: marking again changes nothing.
 func (r notifications) MarkRead(ctx context.Context, userID, id int64, now time.Time) (domain.Notification, error) {
-	q := r.s.writer()
+	q := r.in.writes()
 	if _, err := q.ExecContext(ctx,
 		`UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL`,
 		toNanos(now), id, userID); err != nil {
 		return domain.Notification{}, fmt.Errorf("sqlite: mark notification %d read: %w", id, err)
 	}
-	n, err := scanNotification(r.s.reader().QueryRowContext(ctx,
+	n, err := scanNotification(r.in.reads().QueryRowContext(ctx,
 		`SELECT `+notificationCols+` FROM notifications WHERE id = ? AND user_id = ?`, id, userID))
 	if err != nil {
 		return domain.Notification{}, fmt.Errorf("sqlite: mark notification %d read: %w", id, notFoundIf(err))

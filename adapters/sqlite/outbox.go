@@ -14,7 +14,27 @@ import (
 
 // outbox implements ports.Outbox: events in outbox, their progress per sink
 // in outbox_deliveries.
-type outbox struct{ s scope }
+type outbox struct{ in repos }
+
+// OnOutboxCommit registers fn to be called after a transaction that added
+// (or re-queued) outbox events has committed, never before, so the
+// dispatcher it wakes always finds them. fn runs on the committing
+// goroutine and must not block.
+func (db *DB) OnOutboxCommit(fn func()) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.onOutbox = append(db.onOutbox, fn)
+}
+
+// outboxCommitted calls the OnOutboxCommit functions.
+func (db *DB) outboxCommitted() {
+	db.mu.Lock()
+	fns := append([]func(){}, db.onOutbox...)
+	db.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
 
 // maxErrLen bounds the kept delivery error.
 const maxErrLen = 2000
@@ -67,30 +87,28 @@ func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 	if len(e.Deliveries) == 0 {
 		return errors.New("sqlite: add outbox event: no delivery")
 	}
-	err := r.s.atomic(ctx, func(s scope) error {
-		res, err := s.writer().ExecContext(ctx,
+	err := r.in.atomic(ctx, func(in repos) error {
+		id, err := insertedID(in.writes().ExecContext(ctx,
 			`INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
 			                     next_attempt_at, created_at, delivered_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.Kind, e.RecordID, e.PatientID, e.DoctorID, e.State, e.Attempts, e.LastError,
-			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt))
+			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt)))
 		if err != nil {
 			return err
 		}
-		if e.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
+		e.ID = id
 		for i := range e.Deliveries {
 			d := &e.Deliveries[i]
 			d.EventID = e.ID
-			if _, err := s.writer().ExecContext(ctx,
+			if _, err := in.writes().ExecContext(ctx,
 				`INSERT INTO outbox_deliveries (`+deliveryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 				d.EventID, d.Sink, d.State, d.Attempts, d.LastError, toNanos(d.NextAttemptAt),
 				toNanos(d.Since), toNullNanos(d.DeliveredAt)); err != nil {
 				return err
 			}
 		}
-		s.outboxChanged()
+		in.outboxChanged()
 		return nil
 	})
 	if err != nil {
@@ -106,8 +124,8 @@ func (r outbox) Claim(ctx context.Context, sink, owner string, now time.Time, le
 		return []domain.OutboxEvent{}, nil
 	}
 	out := []domain.OutboxEvent{}
-	err := r.s.atomic(ctx, func(s scope) error {
-		ids, err := queryIDs(ctx, s.tx,
+	err := r.in.atomic(ctx, func(in repos) error {
+		ids, err := queryAll(ctx, in.reads(), scanID,
 			`SELECT event_id FROM outbox_deliveries
 			 WHERE sink = ? AND state = 'pending' AND next_attempt_at <= ?
 			   AND (claimed_until IS NULL OR claimed_until <= ?)
@@ -116,32 +134,21 @@ func (r outbox) Claim(ctx context.Context, sink, owner string, now time.Time, le
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		in := placeholders(len(ids))
+		idList := placeholders(len(ids))
 		args := append([]any{owner, toNanos(now.Add(lease)), sink}, ids...)
-		if _, err := s.writer().ExecContext(ctx,
+		if _, err := in.writes().ExecContext(ctx,
 			`UPDATE outbox_deliveries SET claimed_by = ?, claimed_until = ?
-			 WHERE sink = ? AND event_id IN (`+in+`)`, args...); err != nil {
+			 WHERE sink = ? AND event_id IN (`+idList+`)`, args...); err != nil {
 			return err
 		}
-		rows, err := s.reader().QueryContext(ctx,
+		out, err = queryAll(ctx, in.reads(), scanClaimed,
 			`SELECT e.id, e.kind, e.record_id, e.patient_id, e.doctor_id, e.state, e.attempts, e.last_error,
 			        e.next_attempt_at, e.created_at, e.delivered_at,
 			        d.event_id, d.sink, d.state, d.attempts, d.last_error, d.next_attempt_at, d.since, d.delivered_at
 			 FROM outbox_deliveries d JOIN outbox e ON e.id = d.event_id
-			 WHERE d.sink = ? AND d.event_id IN (`+in+`) ORDER BY d.next_attempt_at, d.event_id`,
+			 WHERE d.sink = ? AND d.event_id IN (`+idList+`) ORDER BY d.next_attempt_at, d.event_id`,
 			append([]any{sink}, ids...)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			e, err := scanClaimed(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim outbox deliveries: %w", err)
@@ -150,12 +157,12 @@ func (r outbox) Claim(ctx context.Context, sink, owner string, now time.Time, le
 }
 
 // scanClaimed reads an event joined with one of its deliveries.
-func scanClaimed(rows *sql.Rows) (domain.OutboxEvent, error) {
+func scanClaimed(sc scanner) (domain.OutboxEvent, error) {
 	var e domain.OutboxEvent
 	var d domain.Delivery
 	var next, created, dnext, since int64
 	var delivered, ddelivered sql.NullInt64
-	err := rows.Scan(&e.ID, &e.Kind, &e.RecordID, &e.PatientID, &e.DoctorID, &e.State, &e.Attempts,
+	err := sc.Scan(&e.ID, &e.Kind, &e.RecordID, &e.PatientID, &e.DoctorID, &e.State, &e.Attempts,
 		&e.LastError, &next, &created, &delivered,
 		&d.EventID, &d.Sink, &d.State, &d.Attempts, &d.LastError, &dnext, &since, &ddelivered)
 	e.NextAttemptAt, e.CreatedAt, e.DeliveredAt = fromNanos(next), fromNanos(created), fromNullNanos(delivered)
@@ -164,22 +171,11 @@ func scanClaimed(rows *sql.Rows) (domain.OutboxEvent, error) {
 	return e, err
 }
 
-// queryIDs reads one column of ids, closing its rows before returning.
-func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]any, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []any
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+// scanID reads a one-column row of an id, as a statement argument.
+func scanID(sc scanner) (any, error) {
+	var id int64
+	err := sc.Scan(&id)
+	return id, err
 }
 
 // Record writes every result and the summaries of their events in one
@@ -189,7 +185,7 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 		return 0, nil
 	}
 	stored := 0
-	err := r.s.atomic(ctx, func(s scope) error {
+	err := r.in.atomic(ctx, func(in repos) error {
 		stored = 0
 		var changed []any
 		for _, res := range results {
@@ -206,7 +202,7 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 			default:
 				return fmt.Errorf("unknown outcome %q", res.Outcome)
 			}
-			n, err := rowsChanged(s.writer().ExecContext(ctx,
+			n, err := rowsChanged(in.writes().ExecContext(ctx,
 				`UPDATE outbox_deliveries SET state = ?, attempts = attempts + 1, last_error = ?,
 				        next_attempt_at = ?, delivered_at = ?, claimed_by = NULL, claimed_until = NULL
 				 WHERE event_id = ? AND sink = ? AND claimed_by = ? AND state = 'pending'`,
@@ -222,7 +218,7 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 		if len(changed) == 0 {
 			return nil
 		}
-		_, err := s.writer().ExecContext(ctx, summarise+`(`+placeholders(len(changed))+`)`, changed...)
+		_, err := in.writes().ExecContext(ctx, summarise+`(`+placeholders(len(changed))+`)`, changed...)
 		return err
 	})
 	if err != nil {
@@ -247,7 +243,7 @@ func (r outbox) Release(ctx context.Context, owner, sink string, ids []int64) er
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	if _, err := r.s.writer().ExecContext(ctx,
+	if _, err := r.in.writes().ExecContext(ctx,
 		`UPDATE outbox_deliveries SET claimed_by = NULL, claimed_until = NULL
 		 WHERE sink = ? AND claimed_by = ? AND event_id IN (`+placeholders(len(ids))+`)`, args...); err != nil {
 		return fmt.Errorf("sqlite: release outbox deliveries: %w", err)
@@ -256,19 +252,19 @@ func (r outbox) Release(ctx context.Context, owner, sink string, ids []int64) er
 }
 
 func (r outbox) Get(ctx context.Context, id int64) (domain.OutboxEvent, error) {
-	e, err := scanEvent(r.s.reader().QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id))
+	e, err := scanEvent(r.in.reads().QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id))
 	if err != nil {
 		return domain.OutboxEvent{}, fmt.Errorf("sqlite: outbox event %d: %w", id, notFoundIf(err))
 	}
 	events := []domain.OutboxEvent{e}
-	if err := r.withDeliveries(ctx, r.s.reader(), events); err != nil {
+	if err := r.withDeliveries(ctx, r.in.reads(), events); err != nil {
 		return domain.OutboxEvent{}, fmt.Errorf("sqlite: outbox event %d: %w", id, err)
 	}
 	return events[0], nil
 }
 
 // withDeliveries loads the deliveries of events in one query.
-func (r outbox) withDeliveries(ctx context.Context, q querier, events []domain.OutboxEvent) error {
+func (r outbox) withDeliveries(ctx context.Context, q sqlRunner, events []domain.OutboxEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -277,21 +273,13 @@ func (r outbox) withDeliveries(ctx context.Context, q querier, events []domain.O
 	for i, e := range events {
 		at[e.ID], args[i] = i, e.ID
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+deliveryCols+` FROM outbox_deliveries
+	ds, err := queryAll(ctx, q, scanDelivery, `SELECT `+deliveryCols+` FROM outbox_deliveries
 		WHERE event_id IN (`+placeholders(len(events))+`) ORDER BY event_id, sink DESC`, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return err
-		}
+	for _, d := range ds {
 		i := at[d.EventID]
 		events[i].Deliveries = append(events[i].Deliveries, d)
 	}
-	return rows.Err()
+	return err
 }
 
 func (r outbox) List(ctx context.Context, f ports.OutboxFilter, p domain.Page) ([]domain.OutboxEvent, error) {
@@ -305,24 +293,10 @@ func (r outbox) List(ctx context.Context, f ports.OutboxFilter, p domain.Page) (
 		w.add("state = ?", f.State)
 	}
 	w.after(p, "created_at", "id")
-	q := r.s.reader()
-	rows, err := q.QueryContext(ctx,
+	q := r.in.reads()
+	out, err := queryAll(ctx, q, scanEvent,
 		`SELECT `+outboxCols+` FROM outbox`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list outbox events: %w", err)
-	}
-	out := []domain.OutboxEvent{}
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlite: list outbox events: %w", err)
-		}
-		out = append(out, e)
-	}
-	err = rows.Err()
-	rows.Close()
 	if err == nil {
 		err = r.withDeliveries(ctx, q, out)
 	}
@@ -335,24 +309,24 @@ func (r outbox) List(ctx context.Context, f ports.OutboxFilter, p domain.Page) (
 // Retry puts back only the dead deliveries, so the retried event repeats
 // only the sinks that failed, and keeps last_error for the admin to read.
 func (r outbox) Retry(ctx context.Context, id int64, now time.Time) (domain.OutboxEvent, error) {
-	err := r.s.atomic(ctx, func(s scope) error {
+	err := r.in.atomic(ctx, func(in repos) error {
 		var state string
-		if err := s.reader().QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state); err != nil {
+		if err := in.reads().QueryRowContext(ctx, `SELECT state FROM outbox WHERE id = ?`, id).Scan(&state); err != nil {
 			return notFoundIf(err)
 		}
 		if state != domain.OutboxDead {
 			return domain.Errorf(domain.EConflict, "Only a dead event can be retried; this one is %s.", state)
 		}
-		if _, err := s.writer().ExecContext(ctx,
+		if _, err := in.writes().ExecContext(ctx,
 			`UPDATE outbox_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, since = ?,
 			        claimed_by = NULL, claimed_until = NULL
 			 WHERE event_id = ? AND state = 'dead'`, toNanos(now), toNanos(now), id); err != nil {
 			return err
 		}
-		if _, err := s.writer().ExecContext(ctx, summarise+`(?)`, id); err != nil {
+		if _, err := in.writes().ExecContext(ctx, summarise+`(?)`, id); err != nil {
 			return err
 		}
-		s.outboxChanged()
+		in.outboxChanged()
 		return nil
 	})
 	var de *domain.Error

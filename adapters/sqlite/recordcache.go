@@ -1,33 +1,147 @@
 package sqlite
 
 import (
+	"context"
+	"fmt"
 	"sync"
 
 	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
+// cachedRecords is the records repository on the DB, with a cache in
+// front of its reads; writes go straight through.
+//
+// The invariant, the one thing that makes a cached answer still true and
+// still allowed: an entry is served only when the version the index holds
+// for its record, read in the same call, equals the version it was read
+// at. A record's version column changes with every change to the record
+// or its comments, in the same transaction (migration 00002's triggers,
+// whichever process writes), so an entry at the row's version is exactly
+// what the row holds now: the same text, the same comments, the same
+// patient and doctor. What the app then allows (CanView on a Get) and
+// what a list's filter matched (in SQL, on the row) hold for the entry as
+// they hold for the row. Two consequences keep it so:
+//   - Only reads of committed data fill the cache, so only the DB's
+//     repository is wrapped, never one inside a transaction: a read in a
+//     write transaction could see a change that is later rolled back, and
+//     its version number would then be reused by a different change.
+//   - A page is never a mix of two moments: when a record missing from
+//     the cache has changed between the page's index read and its fetch,
+//     the page is read again in one statement (a record reassigned
+//     meanwhile must not be shown to the doctor it left).
+//
+// recordcache_test.go tests each part of it.
+type cachedRecords struct {
+	records // the repository underneath, which every record is read through
+	cache   *recordCache
+}
+
+var _ ports.Records = cachedRecords{}
+
+// Get reads the record's version from the index and takes the record
+// from the cache when it holds that version.
+func (c cachedRecords) Get(ctx context.Context, id int64) (domain.Record, error) {
+	v, err := c.version(ctx, id)
+	if err != nil {
+		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, notFoundIf(err))
+	}
+	if rec, ok := c.cache.get(id, v); ok {
+		return rec, nil
+	}
+	recs, versions, err := c.byID(ctx, id)
+	c.keep(recs, versions, err)
+	return oneRecord(id, recs, err)
+}
+
+// List reads the page's ids and versions from the index, takes the
+// records the cache holds at those versions, and reads the others in one
+// statement; if one of those changed in between, it reads the page again
+// in one statement.
+func (c cachedRecords) List(ctx context.Context, f ports.RecordFilter, p domain.Page) ([]domain.Record, error) {
+	pg, err := pageOf(f, p)
+	if err != nil {
+		return nil, err
+	}
+	recs, ok, err := c.listFromIndex(ctx, pg)
+	if !ok && err == nil {
+		var versions []int64
+		recs, versions, err = c.page(ctx, pg)
+		c.keep(recs, versions, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list records: %w", err)
+	}
+	return recs, nil
+}
+
+// listFromIndex is List's first try; ok is false when a record changed
+// between its two statements.
+func (c cachedRecords) listFromIndex(ctx context.Context, pg recordPage) (recs []domain.Record, ok bool, err error) {
+	refs, err := c.pageVersions(ctx, pg)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.cache.betweenReads != nil {
+		c.cache.betweenReads()
+	}
+	recs = make([]domain.Record, len(refs))
+	var missing []int64
+	for i, x := range refs {
+		var hit bool
+		if recs[i], hit = c.cache.get(x.id, x.version); !hit {
+			missing = append(missing, x.id)
+		}
+	}
+	if missing == nil {
+		return recs, true, nil
+	}
+	fetched, versions, err := c.byIDs(ctx, missing)
+	c.keep(fetched, versions, err)
+	if err != nil {
+		return nil, false, err
+	}
+	at := make(map[int64]int, len(fetched))
+	for j, rec := range fetched {
+		at[rec.ID] = j
+	}
+	for i, x := range refs {
+		if recs[i].ID != 0 {
+			continue
+		}
+		j, found := at[x.id]
+		if !found || versions[j] != x.version {
+			return nil, false, nil
+		}
+		recs[i] = fetched[j]
+	}
+	return recs, true, nil
+}
+
+// keep puts what a read of committed data returned into the cache.
+func (c cachedRecords) keep(recs []domain.Record, versions []int64, err error) {
+	if err != nil {
+		return
+	}
+	for i, rec := range recs {
+		c.cache.put(rec, versions[i])
+	}
+}
+
 // recordCache keeps records, with their comments, as they were read at a
-// version. A record's version column changes with every change to the
-// record or its comments, in the same transaction (migration 00002's
-// triggers), so an entry whose version equals the row's version is exactly
-// what the row holds now: a reader asks the index for (id, version) and
-// takes the rest from here, skipping the join, the copy of every text and
-// the sort.
-//
-// Only reads through the read pool fill it: they see committed data only.
-// A read inside a write transaction could see a change that is later
-// rolled back, and its version number would then be reused by a
-// different change.
-//
-// It is bounded by an estimate of the bytes its entries hold; when full it
-// drops entries in map order, which Go randomises: good enough for a
-// working set that either fits (a clinic) or does not (a scan), and
-// nothing to maintain.
+// version: cachedRecords says when an entry may be served. It is bounded
+// by an estimate of the bytes its entries hold; when full it drops
+// entries in map order, which Go randomises: good enough for a working
+// set that either fits (a clinic) or does not (a scan), and nothing to
+// maintain.
 type recordCache struct {
 	mu       sync.Mutex
 	entries  map[int64]cachedRecord
 	size     int
 	maxBytes int
+	// betweenReads, when set by a test, runs between a list's index read
+	// and its fetch, where another writer may change a record.
+	betweenReads func()
 }
 
 type cachedRecord struct {
@@ -36,8 +150,8 @@ type cachedRecord struct {
 	size    int
 }
 
-// defaultCacheBytes bounds the record cache: about 16,000 records of a
-// few hundred bytes each with two comments, the whole of a small clinic.
+// defaultCacheBytes bounds the record cache: enough for the records of a
+// small clinic, each a few hundred bytes with a couple of comments.
 const defaultCacheBytes = 8 << 20
 
 func newRecordCache(maxBytes int) *recordCache {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -29,6 +30,10 @@ func title(t *testing.T, db *DB, id int64) string {
 	require.NoError(t, err)
 	return r.Title
 }
+
+// These tests hold the record cache to its invariant, stated once on
+// cachedRecords: an entry is served only at the version the index holds
+// now, and only committed reads fill it.
 
 // The cache is really used: while a record's version stands still, reads
 // come from memory. (Dropping the trigger is what only an intruder could
@@ -88,9 +93,9 @@ func TestRecordCache_ChangeBetweenStatements(t *testing.T) {
 	db := mustOpenDB(t)
 	p, d1, d2 := mustPatient(t, db, "p"), mustUser(t, db, "d1", domain.RoleDoctor), mustUser(t, db, "d2", domain.RoleDoctor)
 	r := mustAssigned(t, db, p.ID, d1.ID)
-	t.Cleanup(func() { listedHook = nil })
-	listedHook = func() {
-		listedHook = nil
+	t.Cleanup(func() { db.records.betweenReads = nil })
+	db.records.betweenReads = func() {
+		db.records.betweenReads = nil
 		moved := r
 		moved.DoctorID, moved.Content = d2.ID, "written for d2 only"
 		require.NoError(t, db.Records().Update(t.Context(), moved))
@@ -98,11 +103,11 @@ func TestRecordCache_ChangeBetweenStatements(t *testing.T) {
 	got, err := db.Records().List(t.Context(), ports.RecordFilter{DoctorID: d1.ID}, domain.Page{Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, got, "read again after the change: no longer d1's")
-	assert.Nil(t, listedHook, "the hook ran")
+	assert.Nil(t, db.records.betweenReads, "the hook ran")
 
 	db.records = newRecordCache(defaultCacheBytes) // so that the record is fetched after the hook
-	listedHook = func() {
-		listedHook = nil
+	db.records.betweenReads = func() {
+		db.records.betweenReads = nil
 		_, err := db.write.Exec(`UPDATE records SET title = 'newer' WHERE id = ?`, r.ID)
 		require.NoError(t, err)
 	}
@@ -145,4 +150,36 @@ func TestRecordCache_Bounds(t *testing.T) {
 	got.Comments = append(got.Comments, domain.Comment{ID: 99})
 	again, _ := c.get(7, 2)
 	assert.Equal(t, []domain.Comment{{ID: 7, Text: "c"}}, again.Comments, "callers cannot change an entry")
+}
+
+// Reads inside a write transaction never fill the cache: a change read
+// there and then rolled back leaves its version number to the next
+// change, which must not be answered with the rolled-back text.
+func TestRecordCache_TransactionReadsNeverFillIt(t *testing.T) {
+	db := mustOpenDB(t)
+	ctx := t.Context()
+	p, d := mustPatient(t, db, "p"), mustUser(t, db, "d", domain.RoleDoctor)
+	r := mustAssigned(t, db, p.ID, d.ID)
+	require.Equal(t, "t", title(t, db, r.ID))
+
+	err := db.WithinTx(ctx, func(tx ports.Repos) error {
+		undone := r
+		undone.Title = "rolled back"
+		require.NoError(t, tx.Records().Update(ctx, undone))
+		got, err := tx.Records().Get(ctx, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, "rolled back", got.Title, "the transaction sees its own write")
+		_, err = tx.Records().List(ctx, ports.RecordFilter{PatientID: p.ID}, domain.Page{Limit: 10})
+		require.NoError(t, err)
+		return errors.New("undo")
+	})
+	require.Error(t, err)
+
+	r.Title = "committed"
+	require.NoError(t, db.Records().Update(ctx, r), "takes the version number the rolled-back change had")
+	assert.Equal(t, "committed", title(t, db, r.ID))
+	got, err := db.Records().List(ctx, ports.RecordFilter{PatientID: p.ID}, domain.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "committed", got[0].Title)
 }

@@ -12,38 +12,29 @@ import (
 )
 
 // records implements ports.Records.
-type records struct{ s scope }
+type records struct{ in repos }
 
 const recordCols = "id, patient_id, doctor_id, title, content, created_at, updated_at"
 
 func (r records) Create(ctx context.Context, rec *domain.Record) error {
-	res, err := r.s.writer().ExecContext(ctx,
+	id, err := insertedID(r.in.writes().ExecContext(ctx,
 		`INSERT INTO records (patient_id, doctor_id, title, content, created_at, updated_at)
 		 VALUES (?, ?, ?, ?, ?, ?)`,
-		rec.PatientID, nullID(rec.DoctorID), rec.Title, rec.Content, toNanos(rec.CreatedAt), toNanos(rec.UpdatedAt))
+		rec.PatientID, nullID(rec.DoctorID), rec.Title, rec.Content, toNanos(rec.CreatedAt), toNanos(rec.UpdatedAt)))
 	if err != nil {
 		return fmt.Errorf("sqlite: create record: %w", err)
 	}
-	if rec.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: create record: %w", err)
-	}
+	rec.ID = id
 	return nil
 }
 
 func (r records) Get(ctx context.Context, id int64) (domain.Record, error) {
-	if c := r.s.cache(); c != nil {
-		var version int64
-		err := r.s.reader().QueryRowContext(ctx, `SELECT version FROM records WHERE id = ?`, id).Scan(&version)
-		if err != nil {
-			return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, notFoundIf(err))
-		}
-		if rec, ok := c.get(id, version); ok {
-			return rec, nil
-		}
-	}
-	recs, err := r.query(ctx,
-		`SELECT `+joinedCols+` FROM records r LEFT JOIN comments c ON c.record_id = r.id
-		 WHERE r.id = ? ORDER BY c.created_at, c.id`, id)
+	recs, _, err := r.byID(ctx, id)
+	return oneRecord(id, recs, err)
+}
+
+// oneRecord is Get's answer from what byID read.
+func oneRecord(id int64, recs []domain.Record, err error) (domain.Record, error) {
 	if err != nil {
 		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, err)
 	}
@@ -54,7 +45,7 @@ func (r records) Get(ctx context.Context, id int64) (domain.Record, error) {
 }
 
 func (r records) Update(ctx context.Context, rec domain.Record) error {
-	err := mustChange(r.s.writer().ExecContext(ctx,
+	err := mustChange(r.in.writes().ExecContext(ctx,
 		`UPDATE records SET title = ?, content = ?, doctor_id = ?, updated_at = ? WHERE id = ?`,
 		rec.Title, rec.Content, nullID(rec.DoctorID), toNanos(rec.UpdatedAt), rec.ID))
 	if err != nil {
@@ -65,7 +56,7 @@ func (r records) Update(ctx context.Context, rec domain.Record) error {
 
 // Delete removes the record; its comments go with it (ON DELETE CASCADE).
 func (r records) Delete(ctx context.Context, id int64) error {
-	if err := mustChange(r.s.writer().ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id)); err != nil {
+	if err := mustChange(r.in.writes().ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id)); err != nil {
 		return fmt.Errorf("sqlite: delete record %d: %w", id, err)
 	}
 	return nil
@@ -76,6 +67,27 @@ func (r records) Delete(ctx context.Context, id int64) error {
 var errNoRecordFilter = errors.New("sqlite: record list needs a patient or a doctor")
 
 func (r records) List(ctx context.Context, f ports.RecordFilter, p domain.Page) ([]domain.Record, error) {
+	pg, err := pageOf(f, p)
+	if err != nil {
+		return nil, err
+	}
+	recs, _, err := r.page(ctx, pg)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list records: %w", err)
+	}
+	return recs, nil
+}
+
+// recordPage is one page of a list in SQL: its conditions (the filter and
+// the cursor) and their arguments, the page size last.
+type recordPage struct {
+	where string
+	args  []any
+}
+
+// pageOf is the page of records f and p ask for; an unfiltered list is
+// refused.
+func pageOf(f ports.RecordFilter, p domain.Page) (recordPage, error) {
 	var w where
 	if f.PatientID != 0 {
 		w.add("patient_id = ?", f.PatientID)
@@ -84,108 +96,71 @@ func (r records) List(ctx context.Context, f ports.RecordFilter, p domain.Page) 
 		w.add("doctor_id = ?", f.DoctorID)
 	}
 	if len(w.conds) == 0 {
-		return nil, errNoRecordFilter
+		return recordPage{}, errNoRecordFilter
 	}
 	w.after(p, "created_at", "id")
-	args := append(w.args, limit(p))
-	if c := r.s.cache(); c != nil {
-		if recs, ok, err := r.listCached(ctx, c, w.String(), args); ok || err != nil {
-			return recs, err
-		}
-	}
-	// One statement: the page of records, joined with their comments
-	// (oldest first within a record), instead of a second query per page.
-	recs, err := r.query(ctx,
-		`SELECT `+joinedCols+` FROM (SELECT `+recordCols+`, version FROM records`+w.String()+
+	return recordPage{where: w.String(), args: append(w.args, limit(p))}, nil
+}
+
+// The reads of records: byID, page and byIDs read records with their
+// comments and versions, all through queryRecords; version and
+// pageVersions read only the index, for the record cache.
+
+// byID reads one record (none if it does not exist).
+func (r records) byID(ctx context.Context, id int64) ([]domain.Record, []int64, error) {
+	return queryRecords(ctx, r.in.reads(),
+		`SELECT `+joinedCols+` FROM records r LEFT JOIN comments c ON c.record_id = r.id
+		 WHERE r.id = ? ORDER BY c.created_at, c.id`, id)
+}
+
+// page reads a page in one statement: the page of records, joined with
+// their comments (oldest first within a record), instead of a second
+// query per page.
+func (r records) page(ctx context.Context, pg recordPage) ([]domain.Record, []int64, error) {
+	return queryRecords(ctx, r.in.reads(),
+		`SELECT `+joinedCols+` FROM (SELECT `+recordCols+`, version FROM records`+pg.where+
 			` ORDER BY created_at DESC, id DESC LIMIT ?) r
 		 LEFT JOIN comments c ON c.record_id = r.id
 		 ORDER BY r.created_at DESC, r.id DESC, c.created_at, c.id`,
-		args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list records: %w", err)
-	}
-	return recs, nil
+		pg.args...)
 }
 
-// listCached reads the page's (id, version) pairs from the index, takes
-// the records the cache holds at those versions, and reads the others in
-// one statement. ok is false when a record changed between the two
-// statements: the caller then reads the page in one statement, so a page
-// is never a mix of two moments (a record reassigned meanwhile must not
-// be shown to the doctor it left).
-func (r records) listCached(ctx context.Context, c *recordCache, where string, args []any) (recs []domain.Record, ok bool, err error) {
-	rows, err := r.s.reader().QueryContext(ctx,
-		`SELECT id, version FROM records`+where+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: list records: %w", err)
-	}
-	type ref struct{ id, version int64 }
-	var refs []ref
-	for rows.Next() {
-		var x ref
-		if err := rows.Scan(&x.id, &x.version); err != nil {
-			rows.Close()
-			return nil, false, fmt.Errorf("sqlite: list records: %w", err)
+// byIDs reads the records of ids, in id order, skipping those that do not
+// exist.
+func (r records) byIDs(ctx context.Context, ids []int64) ([]domain.Record, []int64, error) {
+	list := []byte{'['} // a JSON array, for json_each
+	for i, id := range ids {
+		if i > 0 {
+			list = append(list, ',')
 		}
-		refs = append(refs, x)
+		list = strconv.AppendInt(list, id, 10)
 	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, false, fmt.Errorf("sqlite: list records: %w", err)
-	}
-	if listedHook != nil {
-		listedHook()
-	}
-	recs = make([]domain.Record, len(refs))
-	var missing []byte // a JSON array of ids, for json_each
-	for i, x := range refs {
-		var hit bool
-		if recs[i], hit = c.get(x.id, x.version); !hit {
-			missing = strconv.AppendInt(append(missing, ','), x.id, 10)
-		}
-	}
-	if missing == nil {
-		return recs, true, nil
-	}
-	missing[0] = '['
-	fetched, versions, err := queryRecords(ctx, r.s.reader(),
+	return queryRecords(ctx, r.in.reads(),
 		`SELECT `+joinedCols+` FROM records r LEFT JOIN comments c ON c.record_id = r.id
 		 WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.id, c.created_at, c.id`,
-		string(append(missing, ']')))
-	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: list records: %w", err)
-	}
-	byID := make(map[int64]int, len(fetched))
-	for j, rec := range fetched {
-		byID[rec.ID] = j
-		c.put(rec, versions[j])
-	}
-	for i, x := range refs {
-		if recs[i].ID != 0 {
-			continue
-		}
-		j, found := byID[x.id]
-		if !found || versions[j] != x.version {
-			return nil, false, nil
-		}
-		recs[i] = fetched[j]
-	}
-	return recs, true, nil
+		string(append(list, ']')))
 }
 
-// listedHook, when set by a test, runs between listCached's two
-// statements, where another writer may change a record.
-var listedHook func()
+// version reads a record's version.
+func (r records) version(ctx context.Context, id int64) (int64, error) {
+	var v int64
+	err := r.in.reads().QueryRowContext(ctx, `SELECT version FROM records WHERE id = ?`, id).Scan(&v)
+	return v, err
+}
 
-// query reads records with queryRecords; reads through the read pool
-// (committed data) refresh the cache.
-func (r records) query(ctx context.Context, query string, args ...any) ([]domain.Record, error) {
-	recs, versions, err := queryRecords(ctx, r.s.reader(), query, args...)
-	if c := r.s.cache(); c != nil && err == nil {
-		for i, rec := range recs {
-			c.put(rec, versions[i])
-		}
-	}
-	return recs, err
+// recordRef is a record's id and version.
+type recordRef struct{ id, version int64 }
+
+// pageVersions reads the ids and versions of the records of a page. Each
+// row is scanned into the same two variables: on the cached list's path a
+// row costs no allocation of its own.
+func (r records) pageVersions(ctx context.Context, pg recordPage) ([]recordRef, error) {
+	var x recordRef
+	dest := []any{&x.id, &x.version}
+	return queryAll(ctx, r.in.reads(), func(sc scanner) (recordRef, error) {
+		err := sc.Scan(dest...)
+		return x, err
+	}, `SELECT id, version FROM records`+pg.where+` ORDER BY created_at DESC, id DESC LIMIT ?`, pg.args...)
 }
 
 // joinedCols are a record's columns, its version and its comment's
@@ -196,7 +171,7 @@ const joinedCols = "r.id, r.patient_id, r.doctor_id, r.title, r.content, r.creat
 // queryRecords reads records joined with their comments, one row per
 // comment (or one row with NULL comment columns), grouped by record in
 // the order the query gives, and each record's version.
-func queryRecords(ctx context.Context, q querier, query string, args ...any) ([]domain.Record, []int64, error) {
+func queryRecords(ctx context.Context, q sqlRunner, query string, args ...any) ([]domain.Record, []int64, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, nil, err
@@ -231,7 +206,7 @@ func queryRecords(ctx context.Context, q querier, query string, args ...any) ([]
 // StoredBytes reads the total the triggers of migration 00003 keep.
 func (r records) StoredBytes(ctx context.Context, patientID int64) (int64, error) {
 	var n int64
-	err := r.s.reader().QueryRowContext(ctx, `SELECT stored_bytes FROM users WHERE id = ?`, patientID).Scan(&n)
+	err := r.in.reads().QueryRowContext(ctx, `SELECT stored_bytes FROM users WHERE id = ?`, patientID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: stored bytes of user %d: %w", patientID, notFoundIf(err))
 	}

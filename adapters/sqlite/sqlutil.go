@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"strings"
@@ -75,6 +76,14 @@ func mustChange(res sql.Result, err error) error {
 	return nil
 }
 
+// insertedID is the id an INSERT gave its row.
+func insertedID(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 // where collects AND-ed conditions and their arguments.
 type where struct {
 	conds []string
@@ -127,4 +136,42 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// queryAll runs query and scans every row with scan, closing the rows
+// before it returns (inside a transaction the connection is needed next).
+// No row is an empty slice, not nil: a list answers [].
+func queryAll[T any](ctx context.Context, q sqlRunner, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, errors.Join(rows.Err(), rows.Close())
+}
+
+// countGroups runs a "SELECT key, count(*) … GROUP BY key" query and hands
+// each group to set.
+func countGroups(ctx context.Context, q sqlRunner, query string, set func(key string, n int64)) error {
+	type group struct {
+		key string
+		n   int64
+	}
+	groups, err := queryAll(ctx, q, func(sc scanner) (group, error) {
+		var g group
+		err := sc.Scan(&g.key, &g.n)
+		return g, err
+	}, query)
+	for _, g := range groups {
+		set(g.key, g.n)
+	}
+	return err
 }

@@ -9,21 +9,10 @@ import (
 
 // OutboxCounts is the number of outbox events per state, for metrics.
 func (db *DB) OutboxCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT state, count(*) FROM outbox GROUP BY state`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
-	}
-	defer rows.Close()
 	out := map[string]int64{}
-	for rows.Next() {
-		var state string
-		var n int64
-		if err := rows.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
-		}
-		out[state] = n
-	}
-	if err := rows.Err(); err != nil {
+	err := countGroups(ctx, db.read, `SELECT state, count(*) FROM outbox GROUP BY state`,
+		func(state string, n int64) { out[state] = n })
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: outbox counts: %w", err)
 	}
 	return out, nil

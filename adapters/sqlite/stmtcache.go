@@ -11,7 +11,7 @@ import (
 const maxCachedStmts = 512
 
 // stmtCache prepares each distinct statement once per pool and reuses it:
-// parsing SQL was a tenth of the CPU of a list request. database/sql keeps
+// parsing SQL was a large share of a list request's CPU. database/sql keeps
 // one prepared copy per pooled connection.
 type stmtCache struct {
 	pool *sql.DB
@@ -20,7 +20,7 @@ type stmtCache struct {
 	// wished are statements met inside a transaction before they were
 	// prepared. They cannot be prepared there: preparing on the pool needs
 	// a free connection, and the write pool's only one is the transaction's.
-	// The writer prepares them between transactions.
+	// The commit loop prepares them between transactions.
 	wished map[string]bool
 }
 
@@ -95,10 +95,10 @@ func (c *stmtCache) close() {
 	}
 }
 
-// poolQuerier runs queries on a pool through its statement cache.
-type poolQuerier struct{ c *stmtCache }
+// preparedPool runs queries on a pool through its statement cache.
+type preparedPool struct{ c *stmtCache }
 
-func (q poolQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (q preparedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	st, err := q.c.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func (q poolQuerier) ExecContext(ctx context.Context, query string, args ...any)
 	return st.ExecContext(ctx, args...)
 }
 
-func (q poolQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (q preparedPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := q.c.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -120,7 +120,7 @@ func (q poolQuerier) QueryContext(ctx context.Context, query string, args ...any
 	return st.QueryContext(ctx, args...)
 }
 
-func (q poolQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (q preparedPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	st, err := q.c.get(ctx, query)
 	if err != nil || st == nil {
 		// An unprepared query reports the same error through its Row.
@@ -129,15 +129,15 @@ func (q poolQuerier) QueryRowContext(ctx context.Context, query string, args ...
 	return st.QueryRowContext(ctx, args...)
 }
 
-// txQuerier runs queries in a transaction through the write pool's cache;
+// preparedTx runs queries in a transaction through the write pool's cache;
 // database/sql reuses the statement already prepared on the transaction's
 // connection.
-type txQuerier struct {
+type preparedTx struct {
 	tx *sql.Tx
 	c  *stmtCache
 }
 
-func (q txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
+func (q preparedTx) stmt(ctx context.Context, query string) *sql.Stmt {
 	st := q.c.lookup(query)
 	if st == nil {
 		return nil
@@ -145,21 +145,21 @@ func (q txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
 	return q.tx.StmtContext(ctx, st)
 }
 
-func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (q preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if st := q.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return q.tx.ExecContext(ctx, query, args...)
 }
 
-func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (q preparedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
 	return q.tx.QueryContext(ctx, query, args...)
 }
 
-func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (q preparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // users implements ports.Users.
-type users struct{ s scope }
+type users struct{ in repos }
 
 const userCols = "id, username, email, role, approved, active, password_hash, created_at"
 
@@ -25,23 +25,21 @@ func scanUser(sc scanner) (domain.User, error) {
 }
 
 func (r users) Create(ctx context.Context, u *domain.User) error {
-	res, err := r.s.writer().ExecContext(ctx,
+	id, err := insertedID(r.in.writes().ExecContext(ctx,
 		`INSERT INTO users (username, username_key, email, role, approved, active, password_hash, created_at)
 		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.Username, username.Key(u.Username), u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt))
+		u.Username, username.Key(u.Username), u.Email, string(u.Role), boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, toNanos(u.CreatedAt)))
 	if isUnique(err) {
 		return domain.UsernameTaken()
 	} else if err != nil {
 		return fmt.Errorf("sqlite: create user: %w", err)
 	}
-	if u.ID, err = res.LastInsertId(); err != nil {
-		return fmt.Errorf("sqlite: create user: %w", err)
-	}
+	u.ID = id
 	return nil
 }
 
 func (r users) ByID(ctx context.Context, id int64) (domain.User, error) {
-	u, err := scanUser(r.s.reader().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(r.in.reads().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
 	if err != nil {
 		return domain.User{}, fmt.Errorf("sqlite: user %d: %w", id, notFoundIf(err))
 	}
@@ -51,7 +49,7 @@ func (r users) ByID(ctx context.Context, id int64) (domain.User, error) {
 // ByUsername falls back to the exact name for an old account whose key
 // could not be set because it collides with another's (see backfillKeys).
 func (r users) ByUsername(ctx context.Context, name string) (domain.User, error) {
-	u, err := scanUser(r.s.reader().QueryRowContext(ctx,
+	u, err := scanUser(r.in.reads().QueryRowContext(ctx,
 		`SELECT `+userCols+` FROM users WHERE username_key = ?
 		 UNION ALL SELECT `+userCols+` FROM users WHERE username_key IS NULL AND username = ?
 		 LIMIT 1`, username.Key(name), name))
@@ -62,7 +60,7 @@ func (r users) ByUsername(ctx context.Context, name string) (domain.User, error)
 }
 
 func (r users) Update(ctx context.Context, u domain.User) error {
-	err := mustChange(r.s.writer().ExecContext(ctx,
+	err := mustChange(r.in.writes().ExecContext(ctx,
 		`UPDATE users SET email = ?, approved = ?, active = ?, password_hash = ? WHERE id = ?`,
 		u.Email, boolInt(u.Approved), boolInt(u.Active), u.PasswordHash, u.ID))
 	if err != nil {
@@ -86,22 +84,10 @@ func (r users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]d
 		w.add(`username LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(f.Search)+"%")
 	}
 	w.after(p, "created_at", "id")
-	rows, err := r.s.reader().QueryContext(ctx,
+	out, err := queryAll(ctx, r.in.reads(), scanUser,
 		`SELECT `+userCols+` FROM users`+w.String()+` ORDER BY created_at DESC, id DESC LIMIT ?`,
 		append(w.args, limit(p))...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
-	}
-	defer rows.Close()
-	out := []domain.User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list users: %w", err)
 	}
 	return out, nil
@@ -111,26 +97,17 @@ func (r users) List(ctx context.Context, f ports.UserFilter, p domain.Page) ([]d
 // before the column existed). An old account whose key is already taken
 // by another keeps no key: both still sign in by their exact names, and
 // the returned names say which ones an operator should rename.
-func backfillKeys(ctx context.Context, q querier) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: username keys: %w", err)
-	}
+func backfillKeys(ctx context.Context, q sqlRunner) ([]string, error) {
 	type row struct {
 		id   int64
 		name string
 	}
-	var todo []row
-	for rows.Next() {
+	todo, err := queryAll(ctx, q, func(sc scanner) (row, error) {
 		var r row
-		if err := rows.Scan(&r.id, &r.name); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlite: username keys: %w", err)
-		}
-		todo = append(todo, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		err := sc.Scan(&r.id, &r.name)
+		return r, err
+	}, `SELECT id, username FROM users WHERE username_key IS NULL ORDER BY id`)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: username keys: %w", err)
 	}
 	var clashes []string

@@ -23,7 +23,6 @@ import (
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
 	"healthrecord/adapters/password"
-	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/domain"
 	"healthrecord/internal/username"
@@ -60,12 +59,12 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// env is a real server: SQLite file, JWT keys, argon2id, the app, and
-// the HTTP adapter behind httptest.
+// env is a real server: a real store (see stores_test.go), JWT keys,
+// argon2id, the app, and the HTTP adapter behind httptest.
 type env struct {
 	t    *testing.T
 	srv  *httptest.Server
-	db   *sqlite.DB
+	db   testStore
 	app  *app.App
 	logs *lockedBuffer
 	n    atomic.Int64
@@ -100,17 +99,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	return e
 }
 
-// newStack wires the real service behind the HTTP adapter: a SQLite file,
-// JWT keys, argon2id (cheap test parameters) and the app with its
-// background work, all stopped at cleanup.
-func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (*sqlite.DB, *app.App) {
+// newStack wires the real service behind the HTTP adapter: the store of
+// this pass (a SQLite file or a PostgreSQL schema), JWT keys, argon2id
+// (cheap test parameters) and the app with its background work, all
+// stopped at cleanup.
+func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (testStore, *app.App) {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "test.db"))
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, db.Migrate(ctx))
+	db := openTestStore(tb)
 	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
 	require.NoError(tb, err)
 	a := app.New(app.Deps{

@@ -24,7 +24,6 @@ import (
 	"healthrecord/adapters/httpapi"
 	"healthrecord/adapters/jwt"
 	"healthrecord/adapters/password"
-	"healthrecord/adapters/sqlite"
 	"healthrecord/app"
 	"healthrecord/domain"
 	"healthrecord/internal/username"
@@ -46,10 +45,7 @@ func newEnvWithHasher(t *testing.T, h ports.PasswordHasher, opts ...envOption) *
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "test.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	require.NoError(t, db.Migrate(ctx))
+	db := openTestStore(t)
 	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
 	require.NoError(t, err)
 	a := app.New(app.Deps{Store: db, Tokens: tokens, Hasher: h, Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key}, acfg)

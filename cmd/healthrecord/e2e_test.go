@@ -17,9 +17,15 @@ import (
 
 // The README's walk-through, end to end through run: register, approve by
 // CLI, sign in, create an assigned record, notification, read, comment,
-// access log, clean shutdown with the read audit entries on disk.
+// access log, clean shutdown with the read audit entries on disk. Once
+// per store.
 func TestServe_WalkThrough(t *testing.T) {
-	s := mustServe(t, nil)
+	t.Run("sqlite", func(t *testing.T) { walkThrough(t, nil) })
+	t.Run("postgres", func(t *testing.T) { walkThrough(t, pgEnv(t)) })
+}
+
+func walkThrough(t *testing.T, env map[string]string) {
+	s := mustServe(t, env)
 	patientID, patient := s.mustUser("alice", "PATIENT")
 	doctorID, doctor := s.mustUser("drbob", "DOCTOR")
 

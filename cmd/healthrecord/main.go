@@ -38,6 +38,7 @@ const usage = `usage: healthrecord COMMAND [arguments and flags, in any order]
 commands:
   serve                                  run the API and the outbox dispatcher
   migrate [status]                       apply (or list) the database migrations
+  migrate-data --from sqlite://PATH --to postgres://…   copy a SQLite database into an empty PostgreSQL one
   createsuperuser [--username U] [--email E] [--noinput]
   users approve NAME | deactivate NAME | activate NAME | list [--json]
   backup FILE                            a consistent copy of the live database
@@ -78,6 +79,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdServe(ctx, rest, getenv, stderr, ready)
 	case "migrate":
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
+	case "migrate-data":
+		return cmdMigrateData(ctx, rest, getenv, stdout, stderr)
 	case "createsuperuser":
 		return cmdCreateSuperuser(ctx, rest, getenv, stdin, stdout, stderr)
 	case "users":

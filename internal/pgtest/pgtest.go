@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -33,50 +34,83 @@ type DB struct {
 // connection still open to it) when t ends.
 func New(t *testing.T) *DB {
 	t.Helper()
-	base := os.Getenv("HEALTHRECORD_TEST_POSTGRES")
-	if base == "" {
-		base = DefaultURL
+	db, drop, err := Create()
+	var down *ErrUnreachable
+	if errors.As(err, &down) {
+		Unreachable(t, os.Getenv("CI") == "true", err.Error())
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+// ErrUnreachable is Create's error when the server does not answer.
+type ErrUnreachable struct{ msg string }
+
+func (e *ErrUnreachable) Error() string { return e.msg }
+
+// Create is New for a caller without a test, such as a TestMain: it
+// creates the database and returns drop, which drops it (with any
+// connection still open to it). An unreachable server is an
+// *ErrUnreachable.
+func Create() (db *DB, drop func() error, err error) {
+	base := BaseURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
-		Unreachable(t, os.Getenv("CI") == "true", fmt.Sprintf("PostgreSQL unreachable at %s (set HEALTHRECORD_TEST_POSTGRES, "+
-			"or start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): %v", Redact(base), err))
+		return nil, nil, &ErrUnreachable{fmt.Sprintf("PostgreSQL unreachable at %s (set HEALTHRECORD_TEST_POSTGRES, "+
+			"or start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): %v", Redact(base), err)}
 	}
 	defer admin.Close(context.Background())
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	name := "hr_test_" + hex.EncodeToString(b)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' TEMPLATE template0"); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
+		return nil, nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	t.Cleanup(func() {
+	drop = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(ctx, base)
 		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
 		defer c.Close(context.Background())
 		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
-	})
+		return nil
+	}
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatal(err)
+		_ = drop()
+		return nil, nil, err
 	}
 	u.Path = "/" + name
-	return &DB{URL: u.String()}
+	return &DB{URL: u.String()}, drop, nil
+}
+
+// BaseURL is the server the tests use: HEALTHRECORD_TEST_POSTGRES, or
+// DefaultURL.
+func BaseURL() string {
+	if base := os.Getenv("HEALTHRECORD_TEST_POSTGRES"); base != "" {
+		return base
+	}
+	return DefaultURL
 }
 
 // Schema creates an empty schema in the database and returns the URL whose
 // connections use it: a fresh store for the price of a CREATE SCHEMA.
-func (d *DB) Schema(t *testing.T) string {
+func (d *DB) Schema(t testing.TB) string {
 	t.Helper()
 	schema := fmt.Sprintf("s%d", d.schemas.Add(1))
 	admin, err := pgx.Connect(t.Context(), d.URL)

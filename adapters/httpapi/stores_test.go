@@ -44,6 +44,11 @@ func TestMain(m *testing.M) {
 	if want == "" {
 		want = "sqlite,postgres"
 	}
+	if fuzzing() {
+		// The fuzz targets decode requests and touch no store; a second
+		// m.Run would fuzz them again, past the -fuzztime the caller set.
+		want = "sqlite"
+	}
 	code := 0
 	if strings.Contains(want, "sqlite") {
 		code = m.Run()
@@ -52,6 +57,17 @@ func TestMain(m *testing.M) {
 		code = max(code, runOnPostgres(m))
 	}
 	os.Exit(code)
+}
+
+// fuzzing reports whether this process fuzzes (go test -fuzz) or is one
+// of the fuzzing engine's workers.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // runOnPostgres runs the suite again with every store on PostgreSQL. An

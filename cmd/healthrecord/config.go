@@ -331,15 +331,7 @@ func (f *flagSet) serveFlags(c *config) {
 	} {
 		f.value(r.name, r.env, r.def, r.help, func(s string) (err error) { *r.dst, err = httpapi.ParseRate(s); return err })
 	}
-	f.value("quota-bytes", "HEALTHRECORD_QUOTA_BYTES", "104857600", "stored bytes of records and comments per patient (0: off)",
-		func(s string) error {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < 0 {
-				return errors.New("want a number of bytes, 0 for off")
-			}
-			c.QuotaBytes = n
-			return nil
-		})
+	f.int64OrOff(&c.QuotaBytes, "quota-bytes", "HEALTHRECORD_QUOTA_BYTES", 100<<20, "stored bytes of records and comments per patient")
 }
 
 // parsePrefixes reads a comma-separated CIDR list; a bare address is its

@@ -50,6 +50,28 @@ func (w *AuditWalk) Next(e AuditEntry) {
 	w.last = AuditHead{ID: e.ID, Hash: e.Hash}
 }
 
+// NextGroup takes the chain's next entries when a store keeps them
+// together and recomputes the hashes between the first and the last
+// rather than storing them: a break anywhere among them shows at the
+// first, since which one was changed cannot be told.
+func (w *AuditWalk) NextGroup(es []AuditEntry) {
+	intact := w.check.FirstBroken == 0
+	for _, e := range es {
+		w.Next(e)
+	}
+	if intact && w.check.FirstBroken != 0 && len(es) > 0 {
+		w.check.FirstBroken = es[0].ID
+	}
+}
+
+// Broken marks the chain broken at id, unless it broke earlier: a check of
+// the store's own (say, of an index kept beside the chain) failed there.
+func (w *AuditWalk) Broken(id int64) {
+	if w.check.FirstBroken == 0 {
+		w.check.FirstBroken = id
+	}
+}
+
 // End checks the head the store keeps and its MAC (a head never moved,
 // with no MAC, stands for an empty chain) and returns the outcome. A
 // deleted entry shows as a break at the entry after it; a truncated tail

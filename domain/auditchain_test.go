@@ -88,3 +88,31 @@ func TestAuditWalk_FindsTheFirstBreak(t *testing.T) {
 		assert.Equal(t, int64(6), walk(h, es, head, mac, &beyond).FirstBroken, "a tail cut and re-grown")
 	})
 }
+
+// Entries a store keeps together break at the first of them, wherever the
+// change is; entries kept apart still break at the one changed; a check
+// of the store's own marks the chain too, unless it broke earlier.
+func TestAuditWalk_GroupsBreakAtTheirFirst(t *testing.T) {
+	h := domain.NewAuditHasher(bytes.Repeat([]byte{7}, domain.MinAuditKeyLen))
+	es, head, mac := chain(t, h)
+	run := func(edit int, marks ...int64) domain.AuditCheck {
+		cp := slices.Clone(es)
+		if edit > 0 {
+			cp[edit-1].Hash = "beef"
+		}
+		w := h.Walk(nil)
+		w.Next(cp[0])
+		w.NextGroup(cp[1:4]) // entries 2–4 kept together
+		for _, id := range marks {
+			w.Broken(id)
+		}
+		w.Next(cp[4])
+		return w.End(head, mac)
+	}
+	assert.Equal(t, domain.AuditCheck{Entries: 5}, run(0))
+	assert.Equal(t, int64(2), run(3).FirstBroken, "a change inside the group")
+	assert.Equal(t, int64(2), run(4).FirstBroken, "a change at its last")
+	assert.Equal(t, int64(1), run(1).FirstBroken, "before the group")
+	assert.Equal(t, int64(5), run(0, 5).FirstBroken, "a store's own check")
+	assert.Equal(t, int64(2), run(3, 5).FirstBroken, "an earlier break stays the first")
+}

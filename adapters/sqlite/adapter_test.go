@@ -363,6 +363,50 @@ func TestAuditVerify_DetectsTampering(t *testing.T) {
 	}
 }
 
+// A list's entries are kept in one row with an index row per record and
+// patient (auditgroup.go); tampering with either part is caught.
+func TestAuditVerify_DetectsTamperingWithAList(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper string
+		want   int64
+	}{
+		{"intact", ``, 0},
+		// Entries 2–4 are one list of records 21, 22, 23 (patient 2).
+		{"edited_packed_record", `UPDATE audit SET more = x'1802' || substr(more, 3) WHERE id = 2`, 2},
+		{"truncated_packed_entries", `UPDATE audit SET more = substr(more, 1, 2) WHERE id = 2`, 2},
+		{"count_lowered", `UPDATE audit SET n = 2, more = substr(more, 1, 2) WHERE id = 2`, 2},
+		{"first_record_edited", `UPDATE audit SET record_id = 24 WHERE id = 2`, 2},
+		{"access_log_emptied", `DELETE FROM audit_refs WHERE ref = 22`, 2},
+		{"patient_index_deleted", `DELETE FROM audit_refs WHERE ref = -2`, 2},
+		{"index_row_moved", `UPDATE audit_refs SET ref = 29 WHERE ref = 23`, 2},
+		{"index_row_added", `INSERT INTO audit_refs (ref, at, id) SELECT 7, at, id FROM audit WHERE id = 2`, 2},
+		{"index_row_naming_no_entry", `INSERT INTO audit_refs (ref, at, id) VALUES (7, 1, 99)`, 99},
+		{"list_deleted", `DELETE FROM audit WHERE id = 2`, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, path := mustOpenDBAt(t)
+			ctx := t.Context()
+			entry := func(at time.Duration, record int64) domain.AuditEntry {
+				return domain.AuditEntry{At: t0.Add(at), ActorID: 1, ActorRole: domain.RolePatient, Action: domain.ActionRecordList,
+					RecordID: record, PatientID: record / 10, Outcome: domain.OutcomeAllowed, RequestID: "r1"}
+			}
+			require.NoError(t, db.Audit().Append(ctx, entry(0, 11),
+				entry(time.Second, 21), entry(time.Second, 22), entry(time.Second, 23), entry(2*time.Second, 31)))
+			var n int
+			require.NoError(t, rawSQL(t, path).QueryRowContext(ctx, `SELECT n FROM audit WHERE id = 2`).Scan(&n))
+			require.Equal(t, 3, n, "the list's entries are one row")
+			if tc.tamper != "" {
+				_, err := rawSQL(t, path).ExecContext(ctx, tc.tamper)
+				require.NoError(t, err)
+			}
+			c, err := db.Audit().Verify(ctx, nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.FirstBroken)
+		})
+	}
+}
+
 func TestContext_Cancellation(t *testing.T) {
 	db := mustOpenDB(t)
 	p := mustPatient(t, db, "p")

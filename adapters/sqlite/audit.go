@@ -38,32 +38,39 @@ func (db *DB) auditHasher() *domain.AuditHasher { return domain.NewAuditHasher(*
 type audit struct{ in repos }
 
 const auditCols = "id, at, actor_id, actor_role, action, record_id, patient_id, outcome, " +
-	"request_id, remote_addr, prev_hash, hash"
+	"request_id, remote_addr, prev_hash, hash, n, more"
 
 // auditColCount is the number of auditCols.
-const auditColCount = 12
+const auditColCount = 14
 
 // auditRowsPerInsert bounds the rows of one INSERT (SQLite allows 32,766
 // parameters; the statement cache keeps one statement per row count).
 const auditRowsPerInsert = 32
 
-// auditInserts[n] inserts n entries.
-var auditInserts = func() (q [auditRowsPerInsert + 1]string) {
-	row := "(" + placeholders(auditColCount) + ")"
+// auditInserts[n] inserts n rows; auditRefInserts[n] n index rows.
+var auditInserts, auditRefInserts = multiRowInserts("audit ("+auditCols+")", auditColCount),
+	multiRowInserts("audit_refs (ref, at, id)", 3)
+
+func multiRowInserts(into string, cols int) (q [auditRowsPerInsert + 1]string) {
+	row := "(" + placeholders(cols) + ")"
 	for n := 1; n <= auditRowsPerInsert; n++ {
-		q[n] = "INSERT INTO audit (" + auditCols + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+		q[n] = "INSERT INTO " + into + " VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 	}
 	return q
-}()
+}
 
-func scanAudit(sc scanner) (domain.AuditEntry, error) {
-	var e domain.AuditEntry
+func scanAudit(sc scanner) (auditRow, error) {
+	var r auditRow
+	e := &r.first
 	var at int64
 	var role string
 	err := sc.Scan(&e.ID, &at, &e.ActorID, &role, &e.Action, &e.RecordID, &e.PatientID, &e.Outcome,
-		&e.RequestID, &e.RemoteAddr, &e.PrevHash, &e.Hash)
+		&e.RequestID, &e.RemoteAddr, &e.PrevHash, &e.Hash, &r.n, &r.more)
 	e.At, e.ActorRole = fromNanos(at), domain.Role(role)
-	return e, err
+	if err == nil && (r.n < 1 || r.n > maxAuditGroup) {
+		err = errBadGroup
+	}
+	return r, err
 }
 
 // Append chains entries to the head in one transaction: ids are the head's
@@ -89,21 +96,29 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 			entries[i].At = fromNanos(toNanos(entries[i].At)) // exactly what is stored, and hashed
 		}
 		head, mac := h.Link(head, entries)
-		// Several rows per INSERT: a read burst flushes hundreds of entries,
-		// and each statement has a fixed cost beside its row's.
-		for rest := entries; len(rest) > 0; {
-			chunk := rest[:min(len(rest), auditRowsPerInsert)]
-			rest = rest[len(chunk):]
-			args := make([]any, 0, auditColCount*len(chunk))
-			for _, e := range chunk {
-				args = append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
-					e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash)
-			}
-			if _, err := in.writes().ExecContext(ctx, auditInserts[len(chunk)], args...); err != nil {
-				return err
-			}
+		rows := groupAudit(entries)
+		var refs []auditRef
+		for i, row := range rows {
+			start := int(row.first.ID - entries[0].ID)
+			refs = append(refs, rows[i].refs(entries[start:start+row.n])...)
 		}
-		_, err := in.writes().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
+		// Several rows per INSERT: a read burst flushes hundreds of entries,
+		// and each statement has a fixed cost beside its rows'.
+		err := insertChunks(ctx, in, auditInserts, rows, func(args []any, row auditRow) []any {
+			e := row.first
+			return append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
+				e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash, row.n, row.more)
+		})
+		if err != nil {
+			return err
+		}
+		err = insertChunks(ctx, in, auditRefInserts, refs, func(args []any, f auditRef) []any {
+			return append(args, f.ref, f.at, f.id)
+		})
+		if err != nil {
+			return err
+		}
+		_, err = in.writes().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
 			head.ID, head.Hash, mac)
 		return err
 	})
@@ -113,28 +128,88 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	return nil
 }
 
+// insertChunks inserts vs with the multi-row statements qs, at most
+// auditRowsPerInsert rows per statement.
+func insertChunks[T any](ctx context.Context, in repos, qs [auditRowsPerInsert + 1]string, vs []T, args func([]any, T) []any) error {
+	for rest := vs; len(rest) > 0; {
+		chunk := rest[:min(len(rest), auditRowsPerInsert)]
+		rest = rest[len(chunk):]
+		var a []any
+		for _, v := range chunk {
+			a = args(a, v)
+		}
+		if _, err := in.writes().ExecContext(ctx, qs[len(chunk)], a...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// List reads whole rows, newest first, from the index that fits the
+// filter, expands them and keeps the entries that match: every row found
+// holds a matching entry, so a page needs at most its size in rows, plus
+// the row the cursor points into.
+// Entries of one row share their time, so the order is (at, id) across
+// rows and within them.
 func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]domain.AuditEntry, error) {
 	var w where
+	from, at, id := " FROM audit a", "a.at", "a.id"
+	switch {
+	case f.RecordID != 0 || f.PatientID != 0:
+		ref := f.RecordID
+		if ref == 0 {
+			ref = -f.PatientID
+		}
+		from, at, id = " FROM audit_refs f JOIN audit a ON a.id = f.id", "f.at", "f.id"
+		w.add("f.ref = ?", ref)
+		if f.RecordID != 0 && f.PatientID != 0 {
+			w.add("EXISTS (SELECT 1 FROM audit_refs g WHERE g.ref = ? AND g.at = f.at AND g.id = f.id)", -f.PatientID)
+		}
+	}
 	if f.ActorID != 0 {
-		w.add("actor_id = ?", f.ActorID)
-	}
-	if f.RecordID != 0 {
-		w.add("record_id = ?", f.RecordID)
-	}
-	if f.PatientID != 0 {
-		w.add("patient_id = ?", f.PatientID)
+		w.add("a.actor_id = ?", f.ActorID)
 	}
 	if f.Action != "" {
-		w.add("action = ?", f.Action)
+		w.add("a.action = ?", f.Action)
 	}
-	w.after(p, "at", "id")
-	out, err := queryAll(ctx, r.in.reads(), scanAudit,
-		`SELECT `+auditCols+` FROM audit`+w.String()+` ORDER BY at DESC, id DESC LIMIT ?`,
-		append(w.args, limit(p))...)
+	w.after(p, at, id)
+	size := limit(p)
+	// One row more than the page: the row of the cursor's entry comes
+	// back too, and may have no matching entry left after it.
+	rows, err := queryAll(ctx, r.in.reads(), scanAudit,
+		`SELECT `+prefixed("a.", auditCols)+from+w.String()+` ORDER BY `+at+` DESC, `+id+` DESC LIMIT ?`,
+		append(w.args, size+1)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list audit: %w", err)
 	}
+	h := r.in.db.auditHasher()
+	out := []domain.AuditEntry{}
+	for _, row := range rows {
+		es, err := row.entries(h)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list audit: entry %d: %w", row.first.ID, err)
+		}
+		for i := len(es) - 1; i >= 0 && len(out) < size; i-- {
+			e := es[i]
+			if (f.RecordID != 0 && e.RecordID != f.RecordID) || (f.PatientID != 0 && e.PatientID != f.PatientID) ||
+				(p.After != nil && !before(e, *p.After)) {
+				continue
+			}
+			out = append(out, e)
+		}
+	}
 	return out, nil
+}
+
+// before reports whether e comes after the cursor c in newest-first order.
+func before(e domain.AuditEntry, c domain.Cursor) bool {
+	at, cat := toNanos(e.At), toNanos(c.CreatedAt)
+	return at < cat || (at == cat && e.ID < c.ID)
+}
+
+// prefixed qualifies each of the comma-separated columns with prefix.
+func prefixed(prefix, cols string) string {
+	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
 }
 
 func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
@@ -152,25 +227,51 @@ func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
 // entry breaks at the next one; a deleted tail breaks at the head's last
 // id, and a head moved back to an earlier entry at that entry (its MAC),
 // unless it is a head row saved earlier: since, a head kept outside,
-// catches that one at the first entry missing.
+// catches that one at the first entry missing. The index rows of
+// audit_refs are checked against the rows they index, read alongside in
+// the same order, so that an access log cannot be emptied by deleting
+// them.
 func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
 	h := r.in.db.auditHasher()
 	var c domain.AuditCheck
 	err := r.readTx(ctx, func(q sqlRunner) error {
+		refRows, err := q.QueryContext(ctx, `SELECT ref, at, id FROM audit_refs ORDER BY id, ref`)
+		if err != nil {
+			return err
+		}
+		defer refRows.Close()
+		refs := refReader{rows: refRows}
 		rows, err := q.QueryContext(ctx, `SELECT `+auditCols+` FROM audit ORDER BY id`)
 		if err != nil {
 			return err
 		}
 		w := h.Walk(since)
 		for rows.Next() {
-			e, err := scanAudit(rows)
+			row, err := scanAudit(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
-			w.Next(e)
+			es, err := row.entries(h)
+			if err != nil {
+				w.Broken(row.first.ID)
+				es = []domain.AuditEntry{row.first}
+			}
+			w.NextGroup(es)
+			ok, err := refs.match(row.first.ID, row.refs(es))
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			if !ok {
+				w.Broken(row.first.ID)
+			}
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		orphan, err := refs.rest()
+		if err != nil {
 			return err
 		}
 		var head domain.AuditHead
@@ -180,12 +281,68 @@ func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.Audi
 			return err
 		}
 		c = w.End(head, headMAC)
+		if c.FirstBroken == 0 && orphan != 0 {
+			c.FirstBroken = orphan // an index row naming no entry
+		}
 		return nil
 	})
 	if err != nil {
 		return domain.AuditCheck{}, fmt.Errorf("sqlite: verify audit: %w", err)
 	}
 	return c, nil
+}
+
+// refReader reads audit_refs in (id, ref) order beside the rows.
+type refReader struct {
+	rows   *sql.Rows
+	peeked *auditRef
+	done   bool
+}
+
+func (r *refReader) next() (*auditRef, error) {
+	if r.peeked != nil || r.done {
+		return r.peeked, nil
+	}
+	if !r.rows.Next() {
+		r.done = true
+		return nil, r.rows.Err()
+	}
+	var f auditRef
+	if err := r.rows.Scan(&f.ref, &f.at, &f.id); err != nil {
+		return nil, err
+	}
+	r.peeked = &f
+	return r.peeked, nil
+}
+
+// match consumes the index rows up to row id and reports whether they
+// are exactly want (sorted by ref).
+func (r *refReader) match(id int64, want []auditRef) (bool, error) {
+	ok := true
+	for {
+		f, err := r.next()
+		if err != nil {
+			return false, err
+		}
+		if f == nil || f.id > id {
+			return ok && len(want) == 0, nil
+		}
+		r.peeked = nil
+		if f.id < id || len(want) == 0 || *f != want[0] {
+			ok = false
+			continue
+		}
+		want = want[1:]
+	}
+}
+
+// rest is the id of an index row left after the last row, 0 when none.
+func (r *refReader) rest() (int64, error) {
+	f, err := r.next()
+	if f == nil || err != nil {
+		return 0, err
+	}
+	return f.id, nil
 }
 
 // LegacyChainError is a chain written before the chain was keyed that does
@@ -256,15 +413,22 @@ func rekeyAudit(ctx context.Context, in repos, h *domain.AuditHasher) error {
 	return err
 }
 
-// auditBatches hands the chain to fn in id order, rekeyBatch entries at a
-// time, each batch read whole before fn runs (fn may write).
+// auditBatches hands a chain not keyed yet (one entry a row) to fn in id
+// order, rekeyBatch entries at a time, each batch read whole before fn runs (fn may write).
 func auditBatches(ctx context.Context, in repos, fn func([]domain.AuditEntry) error) error {
 	var after int64
 	for {
-		es, err := queryAll(ctx, in.reads(), scanAudit,
+		rows, err := queryAll(ctx, in.reads(), scanAudit,
 			`SELECT `+auditCols+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, rekeyBatch)
-		if err != nil || len(es) == 0 {
+		if err != nil || len(rows) == 0 {
 			return err
+		}
+		es := make([]domain.AuditEntry, len(rows))
+		for i, row := range rows {
+			if row.n != 1 { // rows were grouped only after the chain was keyed
+				return &LegacyChainError{FirstBroken: row.first.ID}
+			}
+			es[i] = row.first
 		}
 		if err := fn(es); err != nil {
 			return err
@@ -285,4 +449,33 @@ func (r audit) readTx(ctx context.Context, fn func(q sqlRunner) error) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to lose
 	return fn(tx)
+}
+
+// EachAuditEntry hands fn every entry of the chain in id order, as read
+// in tx (a read transaction on this database's file, such as a copy's
+// snapshot), each whole: rows that keep several entries are expanded
+// under this database's key.
+func (db *DB) EachAuditEntry(ctx context.Context, tx *sql.Tx, fn func(domain.AuditEntry) error) error {
+	h := db.auditHasher()
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditCols+` FROM audit ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("sqlite: read audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		row, err := scanAudit(rows)
+		if err != nil {
+			return fmt.Errorf("sqlite: read audit: %w", err)
+		}
+		es, err := row.entries(h)
+		if err != nil {
+			return fmt.Errorf("sqlite: read audit: entry %d: %w", row.first.ID, err)
+		}
+		for _, e := range es {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return rows.Err()
 }

@@ -36,7 +36,7 @@ func (db *DB) Counts(ctx context.Context) (ports.Counts, error) {
 			`SELECT count(*) FROM users WHERE role = 'DOCTOR' AND approved = 0 AND active = 1`).Scan(&c.PendingDoctors)
 	}
 	if err == nil {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM audit`).Scan(&c.AuditEntries)
+		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM audit`).Scan(&c.AuditEntries)
 	}
 	if err != nil {
 		return ports.Counts{}, fmt.Errorf("sqlite: counts: %w", err)

@@ -33,11 +33,11 @@ func (db *DB) OldestPending(ctx context.Context) (time.Time, error) {
 }
 
 // AuditEntries is the number of audit entries ever written. Entries are
-// never deleted and their ids have no gaps, so the last id is the count,
-// read from the primary key without a scan.
+// never deleted and their ids have no gaps, so the head's last id is the
+// count, read without a scan.
 func (db *DB) AuditEntries(ctx context.Context) (int64, error) {
 	var n int64
-	if err := db.read.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM audit`).Scan(&n); err != nil {
+	if err := db.read.QueryRowContext(ctx, `SELECT last_id FROM audit_head WHERE one = 1`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: audit entries: %w", err)
 	}
 	return n, nil

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"healthrecord/domain"
 )
 
 // migrateDataTables are the tables migrate-data copies, parents first.
@@ -87,7 +89,11 @@ func cmdMigrateData(ctx context.Context, args []string, getenv func(string) stri
 		return fmt.Errorf("database %s: %w", dbName(to), err)
 	}
 	defer pg.Close(context.Background())
-	counts, err := copySQLiteToPostgres(ctx, raw, pg)
+	lite, ok := sdb.(sqliteStore)
+	if !ok {
+		return fmt.Errorf("migrate-data: %s did not open as SQLite", path)
+	}
+	counts, err := copySQLiteToPostgres(ctx, raw, pg, lite.EachAuditEntry)
 	if err != nil {
 		return fmt.Errorf("migrate-data: nothing copied: %w", err)
 	}
@@ -113,7 +119,11 @@ func cmdMigrateData(ctx context.Context, args []string, getenv func(string) stri
 // into PostgreSQL in one transaction, ids kept, and moves each identity
 // past the largest id SQLite ever gave (ids are never reused). The
 // PostgreSQL database must hold no data.
-func copySQLiteToPostgres(ctx context.Context, src *sql.DB, pg *pgx.Conn) (map[string]int64, error) {
+//
+// The audit table is read entry by entry through eachAudit: SQLite keeps
+// a list's entries in one row, PostgreSQL one row each.
+func copySQLiteToPostgres(ctx context.Context, src *sql.DB, pg *pgx.Conn,
+	eachAudit func(context.Context, *sql.Tx, func(domain.AuditEntry) error) error) (map[string]int64, error) {
 	stx, err := src.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
@@ -145,7 +155,12 @@ func copySQLiteToPostgres(ctx context.Context, src *sql.DB, pg *pgx.Conn) (map[s
 		if err != nil {
 			return nil, err
 		}
-		rows, err := readTable(ctx, stx, t, cols, bools)
+		var rows [][]any
+		if t == "audit" {
+			rows, err = readAudit(ctx, stx, cols, eachAudit)
+		} else {
+			rows, err = readTable(ctx, stx, t, cols, bools)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -212,6 +227,30 @@ func pgColumns(ctx context.Context, tx pgx.Tx, table string) ([]string, map[int]
 		return nil, nil, fmt.Errorf("no table %s on PostgreSQL", table)
 	}
 	return cols, bools, nil
+}
+
+// readAudit reads the audit trail entry by entry, as PostgreSQL's cols.
+func readAudit(ctx context.Context, tx *sql.Tx, cols []string,
+	each func(context.Context, *sql.Tx, func(domain.AuditEntry) error) error) ([][]any, error) {
+	var out [][]any
+	err := each(ctx, tx, func(e domain.AuditEntry) error {
+		field := map[string]any{
+			"id": e.ID, "at": e.At.UTC().UnixNano(), "actor_id": e.ActorID, "actor_role": string(e.ActorRole),
+			"action": e.Action, "record_id": e.RecordID, "patient_id": e.PatientID, "outcome": e.Outcome,
+			"request_id": e.RequestID, "remote_addr": e.RemoteAddr, "prev_hash": e.PrevHash, "hash": e.Hash,
+		}
+		vals := make([]any, len(cols))
+		for i, c := range cols {
+			v, ok := field[c]
+			if !ok {
+				return fmt.Errorf("audit.%s on PostgreSQL has no counterpart on SQLite (do both schemas match?)", c)
+			}
+			vals[i] = v
+		}
+		out = append(out, vals)
+		return nil
+	})
+	return out, err
 }
 
 // readTable reads the columns of a SQLite table, ordered by its key.

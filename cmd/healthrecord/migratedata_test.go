@@ -45,6 +45,12 @@ func TestMigrateData_SQLiteToPostgres(t *testing.T) {
 	var before []map[string]any
 	code, _ = s.call("GET", "/api/records/", doctor, nil, &before)
 	require.Equal(t, http.StatusOK, code)
+	// The lists above left one entry per record shown, which SQLite keeps
+	// in one row a list: PostgreSQL must show the same access log.
+	accessLog := fmt.Sprintf("/api/records/%d/access-log/", int64(before[0]["id"].(float64)))
+	var logBefore []map[string]any
+	code, _ = s.call("GET", accessLog, patient, nil, &logBefore)
+	require.Equal(t, http.StatusOK, code)
 	require.NoError(t, s.stop())
 
 	pg := pgtest.New(t).Schema(t)
@@ -61,6 +67,11 @@ func TestMigrateData_SQLiteToPostgres(t *testing.T) {
 	code, _ = p.call("GET", "/api/records/", doctor, nil, &after) // a token issued on SQLite
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, before, after)
+	var logAfter []map[string]any
+	code, _ = p.call("GET", accessLog, patient, nil, &logAfter)
+	require.Equal(t, http.StatusOK, code)
+	require.GreaterOrEqual(t, len(logBefore), 3, "three lists showed the record")
+	assert.Equal(t, logBefore, logAfter[len(logAfter)-len(logBefore):], "the access log, oldest entries as on SQLite")
 	assert.Equal(t, 3, p.notesOf(doctor))
 	var created map[string]any
 	code, _ = p.call("POST", "/api/records/", patient, map[string]any{"title": "t", "content": "c"}, &created)

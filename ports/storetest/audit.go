@@ -178,6 +178,96 @@ func testAudit(t *testing.T, open Opener) {
 		}
 	})
 
+	// A list leaves one entry per record it showed, alike but for record
+	// and patient; stores may keep such entries together, and must still
+	// list, filter, page and verify them one by one.
+	t.Run("list_entries_one_per_record", func(t *testing.T) {
+		s := open(t)
+		shown := func(actor int64, when time.Time, recs ...int64) []domain.AuditEntry {
+			es := make([]domain.AuditEntry, len(recs))
+			for i, r := range recs {
+				es[i] = entry(actor, r, r/10, when)
+				es[i].Action = domain.ActionRecordList
+			}
+			return es
+		}
+		var es []domain.AuditEntry
+		es = append(es, entry(1, 11, 1, at(1)))
+		es = append(es, shown(1, at(2), 13, 12, 11)...)     // one patient's list
+		es = append(es, shown(9, at(2), 21, 11, 32, 22)...) // a doctor's, three patients, same time
+		es = append(es, entry(9, 0, 0, at(3)))              // a security event
+		es = append(es, shown(9, at(1), 32)...)             // a late flush: earlier time
+		es = append(es, shown(1, at(4), 11, 12, 13, 14, 15)...)
+		require.NoError(t, s.Audit().Append(ctx(t), es[:6]...))
+		require.NoError(t, s.Audit().Append(ctx(t), es[6:]...))
+		for i, e := range es {
+			require.Equal(t, int64(i+1), e.ID)
+		}
+		want := func(keep func(domain.AuditEntry) bool) []int64 {
+			m := map[int64]time.Time{}
+			for _, e := range es {
+				if keep(e) {
+					m[e.ID] = e.At
+				}
+			}
+			return newestFirst(m)
+		}
+		for _, tc := range []struct {
+			name string
+			f    ports.AuditFilter
+			keep func(domain.AuditEntry) bool
+		}{
+			{"all", ports.AuditFilter{}, func(domain.AuditEntry) bool { return true }},
+			{"record", ports.AuditFilter{RecordID: 11}, func(e domain.AuditEntry) bool { return e.RecordID == 11 }},
+			{"patient", ports.AuditFilter{PatientID: 2}, func(e domain.AuditEntry) bool { return e.PatientID == 2 }},
+			{"record_and_patient", ports.AuditFilter{RecordID: 32, PatientID: 3}, func(e domain.AuditEntry) bool { return e.RecordID == 32 }},
+			{"record_of_another_patient", ports.AuditFilter{RecordID: 32, PatientID: 1}, func(domain.AuditEntry) bool { return false }},
+			{"actor_and_record", ports.AuditFilter{ActorID: 9, RecordID: 11}, func(e domain.AuditEntry) bool {
+				return e.ActorID == 9 && e.RecordID == 11
+			}},
+			{"actor_and_patient", ports.AuditFilter{ActorID: 1, PatientID: 1}, func(e domain.AuditEntry) bool {
+				return e.ActorID == 1 && e.PatientID == 1
+			}},
+			{"action", ports.AuditFilter{Action: domain.ActionRecordList}, func(e domain.AuditEntry) bool {
+				return e.Action == domain.ActionRecordList
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				for _, size := range []int{1, 2, 3, 10} {
+					got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
+						return s.Audit().List(ctx(t), tc.f, pg)
+					}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
+					assert.Equal(t, want(tc.keep), append([]int64{}, got...), "pages of %d", size)
+				}
+			})
+		}
+		// Each entry comes back whole, hashes included.
+		got, err := s.Audit().List(ctx(t), ports.AuditFilter{}, domain.Page{Limit: 100})
+		require.NoError(t, err)
+		byID := map[int64]domain.AuditEntry{}
+		for _, g := range got {
+			byID[g.ID] = g
+		}
+		for _, e := range es {
+			g := byID[e.ID]
+			requireSameTime(t, e.At, g.At)
+			g.At = e.At
+			assert.Equal(t, e, g)
+		}
+		h, err := s.Audit().Head(ctx(t))
+		require.NoError(t, err)
+		assert.Equal(t, domain.AuditHead{ID: es[len(es)-1].ID, Hash: es[len(es)-1].Hash}, h)
+		assert.Equal(t, int64(len(es)), requireIntact(t, s))
+		for _, e := range es { // a head kept at any entry, even inside a list's, is found
+			c, err := s.Audit().Verify(ctx(t), &domain.AuditHead{ID: e.ID, Hash: e.Hash})
+			require.NoError(t, err)
+			assert.True(t, c.OK(), "kept head %d: broken at %d", e.ID, c.FirstBroken)
+		}
+		n, err := s.Counts(ctx(t))
+		require.NoError(t, err)
+		assert.Equal(t, int64(len(es)), n.AuditEntries)
+	})
+
 	t.Run("rolled_back_append_leaves_no_gap", func(t *testing.T) {
 		s := open(t)
 		boom := errors.New("boom")

@@ -1,0 +1,119 @@
+package sqlite
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"slices"
+
+	"healthrecord/domain"
+)
+
+// The audit trail is stored in groups: the entries one request leaves
+// for the records a list showed differ only in record and patient, so
+// they are kept as one row (ids id … id+n-1; the first entry's record and
+// patient in columns, the others' in `more`) with one audit_refs row per
+// record and patient it names. A list then costs one wide row and a few
+// narrow index rows instead of a wide row and four index entries per
+// record shown. Every entry is still hashed on its own in the chain; a
+// row keeps the hash before its first entry and after its last, and the
+// hashes between are recomputed under the key when the row is read.
+
+// maxAuditGroup bounds the entries of one row: a page shows at most
+// this many records.
+const maxAuditGroup = domain.MaxPageSize
+
+// auditRow is one stored row: entries[0] with n and the packed rest.
+type auditRow struct {
+	first domain.AuditEntry // ID, PrevHash: the group's first; Hash: its last
+	n     int
+	more  []byte
+}
+
+// sameGroup reports whether b may follow a in one row: everything but
+// record and patient equal, and a record named (security events and
+// empty lists stay single).
+func sameGroup(a, b domain.AuditEntry) bool {
+	return a.RecordID != 0 && b.RecordID != 0 && a.At.Equal(b.At) && a.ActorID == b.ActorID &&
+		a.ActorRole == b.ActorRole && a.Action == b.Action && a.Outcome == b.Outcome &&
+		a.RequestID == b.RequestID && a.RemoteAddr == b.RemoteAddr
+}
+
+// groupAudit splits chained entries (ids, hashes set) into rows.
+func groupAudit(es []domain.AuditEntry) []auditRow {
+	var rows []auditRow
+	for start := 0; start < len(es); {
+		end := start + 1
+		for end < len(es) && end-start < maxAuditGroup && sameGroup(es[start], es[end]) {
+			end++
+		}
+		g := es[start:end]
+		row := auditRow{first: g[0], n: len(g)}
+		row.first.Hash = g[len(g)-1].Hash
+		for _, e := range g[1:] {
+			row.more = binary.AppendUvarint(row.more, uint64(e.RecordID))
+			row.more = binary.AppendUvarint(row.more, uint64(e.PatientID))
+		}
+		rows = append(rows, row)
+		start = end
+	}
+	return rows
+}
+
+var errBadGroup = errors.New("sqlite: an audit row's packed entries do not match its count")
+
+// entries expands the row into its entries, oldest first, recomputing
+// the hashes between its first and last under h. A row whose packed part
+// was tampered with comes back with what it holds; verification then
+// fails on the recomputed hash of its last entry.
+func (r auditRow) entries(h *domain.AuditHasher) ([]domain.AuditEntry, error) {
+	out := make([]domain.AuditEntry, r.n)
+	e := r.first
+	more := r.more
+	for i := range out {
+		if i > 0 {
+			rec, k := binary.Uvarint(more)
+			if k <= 0 {
+				return nil, errBadGroup
+			}
+			pat, j := binary.Uvarint(more[k:])
+			if j <= 0 {
+				return nil, errBadGroup
+			}
+			more = more[k+j:]
+			e.ID, e.PrevHash = out[i-1].ID+1, out[i-1].Hash
+			e.RecordID, e.PatientID = int64(rec), int64(pat)
+		}
+		if i < r.n-1 {
+			e.Hash = h.Entry(e, e.PrevHash)
+		} else {
+			e.Hash = r.first.Hash
+		}
+		out[i] = e
+	}
+	if len(more) != 0 {
+		return nil, errBadGroup
+	}
+	return out, nil
+}
+
+// auditRef is one audit_refs row: a record (ref > 0) or a patient (ref <
+// 0, its id negated) named by the row with that id and time.
+type auditRef struct{ ref, at, id int64 }
+
+// refs are the row's index rows, sorted by ref, each record and patient
+// once.
+func (r auditRow) refs(es []domain.AuditEntry) []auditRef {
+	at := toNanos(r.first.At)
+	var out []auditRef
+	for _, e := range es {
+		if e.RecordID != 0 {
+			out = append(out, auditRef{e.RecordID, at, r.first.ID})
+		}
+		if e.PatientID != 0 {
+			out = append(out, auditRef{-e.PatientID, at, r.first.ID})
+		}
+	}
+	slices.SortFunc(out, func(a, b auditRef) int { return cmp.Compare(a.ref, b.ref) })
+	return slices.Compact(out)
+}

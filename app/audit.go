@@ -80,11 +80,11 @@ type auditBatcher struct {
 }
 
 // maxPendingAudit triggers an early flush. maxBufferedAudit bounds the
-// buffer: past it the reader that adds waits for a flush itself, so reads
-// that outrun the writer slow down instead of growing memory without end.
+// buffer: past it the reader that adds waits for a flush, so reads that
+// outrun the writer slow down instead of growing memory without end.
 const (
 	maxPendingAudit  = 1000
-	maxBufferedAudit = 8 * maxPendingAudit
+	maxBufferedAudit = 16 * maxPendingAudit
 )
 
 func newAuditBatcher(s ports.Store, log *slog.Logger, interval time.Duration) *auditBatcher {
@@ -96,18 +96,29 @@ func (b *auditBatcher) add(es ...domain.AuditEntry) {
 	b.pending = append(b.pending, es...)
 	n := len(b.pending)
 	b.mu.Unlock()
-	switch {
-	case n >= maxBufferedAudit:
-		// Backpressure: this reader pays for the flush it made necessary.
-		if err := b.Flush(context.Background()); err != nil {
-			b.log.Error("audit flush", "err", err)
-		}
-	case n >= maxPendingAudit:
+	if n >= maxPendingAudit {
 		select {
 		case b.kick <- struct{}{}:
 		default:
 		}
 	}
+	if n < maxBufferedAudit {
+		return
+	}
+	// Backpressure: wait for the flush under way, which takes the whole
+	// buffer, or make one when none is (the loop may not run). Readers
+	// waiting together share one flush instead of each committing its
+	// own, and leave the CPU to it meanwhile.
+	if b.flushMu.TryLock() {
+		err := b.flushLocked(context.Background())
+		b.flushMu.Unlock()
+		if err != nil {
+			b.log.Error("audit flush", "err", err)
+		}
+		return
+	}
+	b.flushMu.Lock()
+	b.flushMu.Unlock() //nolint:staticcheck // an empty critical section: waiting for the flush is the point
 }
 
 // buffered is how many entries wait for a flush.
@@ -139,6 +150,11 @@ func (b *auditBatcher) Run(ctx context.Context) {
 func (b *auditBatcher) Flush(ctx context.Context) error {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
+	return b.flushLocked(ctx)
+}
+
+// flushLocked is Flush with flushMu held.
+func (b *auditBatcher) flushLocked(ctx context.Context) error {
 	b.mu.Lock()
 	batch := b.pending
 	b.pending = nil

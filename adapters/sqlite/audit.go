@@ -1,10 +1,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"healthrecord/domain"
@@ -145,26 +147,28 @@ func insertChunks[T any](ctx context.Context, in repos, qs [auditRowsPerInsert +
 	return nil
 }
 
-// List reads whole rows, newest first, from the index that fits the
-// filter, expands them and keeps the entries that match: every row found
-// holds a matching entry, so a page needs at most its size in rows, plus
-// the row the cursor points into.
-// Entries of one row share their time, so the order is (at, id) across
-// rows and within them.
+// List reads whole rows newest first from the index that fits the filter
+// and expands them, keeping the entries that match, until the page is
+// full. Entries of one row share their time, so the order is (at, id)
+// across rows and within them. A record's entries are found among its
+// patient's (a record never changes patient; its patient is on its
+// record.create entry); a record whose creation is not on file is
+// searched for in the whole trail. Actors and patients are found through
+// audit_refs.
 func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]domain.AuditEntry, error) {
+	patient := f.PatientID
+	if f.RecordID != 0 && patient == 0 {
+		err := r.in.reads().QueryRowContext(ctx, `SELECT patient_id FROM audit
+			WHERE action = '`+domain.ActionRecordCreate+`' AND record_id = ? LIMIT 1`, f.RecordID).Scan(&patient)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("sqlite: list audit: %w", err)
+		}
+	}
 	var w where
 	from, at, id := " FROM audit a", "a.at", "a.id"
-	switch {
-	case f.RecordID != 0 || f.PatientID != 0:
-		ref := f.RecordID
-		if ref == 0 {
-			ref = -f.PatientID
-		}
+	if user := cmp.Or(patient, f.ActorID); user != 0 {
 		from, at, id = " FROM audit_refs f JOIN audit a ON a.id = f.id", "f.at", "f.id"
-		w.add("f.ref = ?", ref)
-		if f.RecordID != 0 && f.PatientID != 0 {
-			w.add("EXISTS (SELECT 1 FROM audit_refs g WHERE g.ref = ? AND g.at = f.at AND g.id = f.id)", -f.PatientID)
-		}
+		w.add("f.ref = ?", -user)
 	}
 	if f.ActorID != 0 {
 		w.add("a.actor_id = ?", f.ActorID)
@@ -172,33 +176,49 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 	if f.Action != "" {
 		w.add("a.action = ?", f.Action)
 	}
-	w.after(p, at, id)
 	size := limit(p)
-	// One row more than the page: the row of the cursor's entry comes
-	// back too, and may have no matching entry left after it.
-	rows, err := queryAll(ctx, r.in.reads(), scanAudit,
-		`SELECT `+prefixed("a.", auditCols)+from+w.String()+` ORDER BY `+at+` DESC, `+id+` DESC LIMIT ?`,
-		append(w.args, size+1)...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list audit: %w", err)
+	// Without a record or patient filter every row found holds a matching
+	// entry, so a page needs its size in rows, plus the row the cursor
+	// points into; with one, rows are read in batches until the page is
+	// full (a row found by its user may name it as actor, not patient).
+	batch := size + 1
+	if f.RecordID != 0 || f.PatientID != 0 {
+		batch = max(batch, 64)
 	}
 	h := r.in.db.auditHasher()
 	out := []domain.AuditEntry{}
-	for _, row := range rows {
-		es, err := row.entries(h)
+	after := p.After
+	for {
+		q := where{conds: slices.Clone(w.conds), args: slices.Clone(w.args)}
+		if after != nil {
+			q.after(domain.Page{After: after}, at, id)
+		}
+		rows, err := queryAll(ctx, r.in.reads(), scanAudit,
+			`SELECT `+prefixed("a.", auditCols)+from+q.String()+` ORDER BY `+at+` DESC, `+id+` DESC LIMIT ?`,
+			append(q.args, batch)...)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: list audit: entry %d: %w", row.first.ID, err)
+			return nil, fmt.Errorf("sqlite: list audit: %w", err)
 		}
-		for i := len(es) - 1; i >= 0 && len(out) < size; i-- {
-			e := es[i]
-			if (f.RecordID != 0 && e.RecordID != f.RecordID) || (f.PatientID != 0 && e.PatientID != f.PatientID) ||
-				(p.After != nil && !before(e, *p.After)) {
-				continue
+		for _, row := range rows {
+			es, err := row.entries(h)
+			if err != nil {
+				return nil, fmt.Errorf("sqlite: list audit: entry %d: %w", row.first.ID, err)
 			}
-			out = append(out, e)
+			for i := len(es) - 1; i >= 0 && len(out) < size; i-- {
+				e := es[i]
+				if (f.RecordID != 0 && e.RecordID != f.RecordID) || (f.PatientID != 0 && e.PatientID != f.PatientID) ||
+					(p.After != nil && !before(e, *p.After)) {
+					continue
+				}
+				out = append(out, e)
+			}
 		}
+		if len(out) >= size || len(rows) < batch {
+			return out, nil
+		}
+		last := rows[len(rows)-1].first
+		after = &domain.Cursor{CreatedAt: last.At, ID: last.ID}
 	}
-	return out, nil
 }
 
 // before reports whether e comes after the cursor c in newest-first order.

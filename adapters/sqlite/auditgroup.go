@@ -13,8 +13,8 @@ import (
 // for the records a list showed differ only in record and patient, so
 // they are kept as one row (ids id … id+n-1; the first entry's record and
 // patient in columns, the others' in `more`) with one audit_refs row per
-// record and patient it names. A list then costs one wide row and a few
-// narrow index rows instead of a wide row and four index entries per
+// user it names (actor or patient). A patient's list then costs one wide
+// row and one index row instead of a wide row and four index entries per
 // record shown. Every entry is still hashed on its own in the chain; a
 // row keeps the hash before its first entry and after its last, and the
 // hashes between are recomputed under the key when the row is read.
@@ -97,19 +97,23 @@ func (r auditRow) entries(h *domain.AuditHasher) ([]domain.AuditEntry, error) {
 	return out, nil
 }
 
-// auditRef is one audit_refs row: a record (ref > 0) or a patient (ref <
-// 0, its id negated) named by the row with that id and time.
+// auditRef is one audit_refs row: a user (its id negated, so that records
+// may share the table one day) that the row with that id and time names as
+// its actor or as a patient.
 type auditRef struct{ ref, at, id int64 }
 
-// refs are the row's index rows, sorted by ref, each record and patient
-// once.
+// refs are the row's index rows: its actor and each patient its entries
+// name, once each, sorted. A patient's own list names one user, indexed
+// once for both filters. Records are not indexed one by one: a list names
+// ten, and ten index rows scattered over the tree cost most of a list; a
+// record's entries are found among its patient's.
 func (r auditRow) refs(es []domain.AuditEntry) []auditRef {
 	at := toNanos(r.first.At)
 	var out []auditRef
+	if r.first.ActorID != 0 {
+		out = append(out, auditRef{-r.first.ActorID, at, r.first.ID})
+	}
 	for _, e := range es {
-		if e.RecordID != 0 {
-			out = append(out, auditRef{e.RecordID, at, r.first.ID})
-		}
 		if e.PatientID != 0 {
 			out = append(out, auditRef{-e.PatientID, at, r.first.ID})
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -62,21 +63,36 @@ func BenchmarkRecordsList(b *testing.B) {
 	}
 }
 
-// BenchmarkAuditAppend appends a flush of 100 read entries (what ~100
-// reads in one 50 ms interval buffer) in one transaction.
+// BenchmarkAuditAppend appends one flush of buffered read entries in one
+// transaction: 100 reads, or 100 lists of 10 records each (one entry per
+// record shown), as ~100 requests in one flush interval leave.
 func BenchmarkAuditAppend(b *testing.B) {
-	db, err := Open(b.Context(), b.TempDir()+"/bench.db")
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = db.Close() })
-	require.NoError(b, db.Migrate(b.Context()))
-	batch := make([]domain.AuditEntry, 100)
-	b.ReportAllocs()
-	for b.Loop() {
-		for i := range batch {
-			batch[i] = domain.AuditEntry{At: t0, ActorID: int64(i + 1), ActorRole: domain.RolePatient, Action: domain.ActionRecordRead,
-				RecordID: int64(i + 1), PatientID: int64(i + 1), Outcome: domain.OutcomeAllowed, RequestID: "0123456789abcdef", RemoteAddr: "127.0.0.1"}
-		}
-		require.NoError(b, db.Audit().Append(b.Context(), batch...))
+	for _, shape := range []struct {
+		name        string
+		lists, recs int
+	}{{"reads", 100, 1}, {"lists", 100, 10}, {"lists_x10", 1000, 10}} {
+		b.Run(shape.name, func(b *testing.B) {
+			db, err := Open(b.Context(), b.TempDir()+"/bench.db")
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = db.Close() })
+			require.NoError(b, db.Migrate(b.Context()))
+			batch := make([]domain.AuditEntry, 0, shape.lists*shape.recs)
+			b.ReportAllocs()
+			var n int64
+			for b.Loop() {
+				batch = batch[:0]
+				for range shape.lists {
+					n++
+					patient := n%200 + 1
+					for j := range shape.recs {
+						batch = append(batch, domain.AuditEntry{At: t0.Add(time.Duration(n)), ActorID: patient, ActorRole: domain.RolePatient,
+							Action: domain.ActionRecordList, RecordID: patient*10 + int64(j), PatientID: patient, Outcome: domain.OutcomeAllowed,
+							RequestID: fmt.Sprintf("%016x", n), RemoteAddr: "127.0.0.1"})
+					}
+				}
+				require.NoError(b, db.Audit().Append(b.Context(), batch...))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/entry")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/entry")
 }

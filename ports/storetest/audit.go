@@ -268,6 +268,41 @@ func testAudit(t *testing.T, open Opener) {
 		assert.Equal(t, int64(len(es)), n.AuditEntries)
 	})
 
+	// A record rarely shown among its patient's many lists: its entries
+	// are found however many of the patient's entries do not name it.
+	t.Run("record_among_many_of_its_patient", func(t *testing.T) {
+		s := open(t)
+		var es []domain.AuditEntry
+		for r := int64(11); r <= 15; r++ {
+			c := entry(1, r, 1, at(0))
+			c.Action = domain.ActionRecordCreate
+			es = append(es, c)
+		}
+		for i := range 300 {
+			for r := int64(11); r <= 14; r++ { // one list: records 11-14
+				e := entry(1, r, 1, at(i+1))
+				e.Action = domain.ActionRecordList
+				es = append(es, e)
+			}
+			if i%70 == 0 {
+				es = append(es, entry(2, 15, 1, at(i+1)))
+			}
+		}
+		require.NoError(t, s.Audit().Append(ctx(t), es...))
+		want := map[int64]time.Time{}
+		for _, e := range es {
+			if e.RecordID == 15 {
+				want[e.ID] = e.At
+			}
+		}
+		for _, size := range []int{1, 2, 5, 50} {
+			got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
+				return s.Audit().List(ctx(t), ports.AuditFilter{RecordID: 15}, pg)
+			}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
+			assert.Equal(t, newestFirst(want), got, "pages of %d", size)
+		}
+	})
+
 	t.Run("rolled_back_append_leaves_no_gap", func(t *testing.T) {
 		s := open(t)
 		boom := errors.New("boom")

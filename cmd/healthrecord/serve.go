@@ -307,7 +307,10 @@ func othersCommitted(ctx context.Context, a *app.App, d *outbox.Dispatcher, log 
 	return postgres.Remote{
 		Outbox: d.Wake,
 		Revoked: func() {
-			if err := a.SyncRevocations(ctx); err != nil && ctx.Err() == nil {
+			// Bounded: the next notification waits for it.
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := a.SyncRevocations(sctx); err != nil && ctx.Err() == nil {
 				log.Error("sync revocations", "err", err)
 			}
 		},

@@ -74,8 +74,8 @@ func count(t *testing.T, db *pgx.Conn, query string, args ...any) int {
 // Three real `serve` processes on one PostgreSQL database, one SMTP relay:
 // every assignment, whichever instance took it, gives exactly one in-app
 // notification and one email; a token from one instance works on the
-// others, and a revocation on one is refused by the others within a
-// second; an instance SIGKILLed while it holds leased email deliveries
+// others, and a revocation on one (or through the CLI) is refused by the
+// others within a second; an instance SIGKILLed while it holds leased email deliveries
 // loses none of them (the others deliver them once the lease ends) and
 // doubles no notification; the audit trail verifies afterwards.
 func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
@@ -178,6 +178,13 @@ func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	took := refusedWithin(t, []*server{srv[0], srv[2]}, leaver, time.Second)
 	t.Logf("deactivation on instance 1: token refused by instances 0 and 2 after %s", took)
+	// The CLI is one more process on the database, with no listener of
+	// its own: its deactivation reaches every instance as well.
+	_, cliLeaver := srv[0].mustUser("cli-leaver", "PATIENT")
+	out, err := runCLI(env, "users", "deactivate", "cli-leaver")
+	require.NoError(t, err, out)
+	took = refusedWithin(t, srv, cliLeaver, time.Second)
+	t.Logf("deactivation through the CLI: token refused by all three after %s", took)
 	var slowest time.Duration
 	for round := range 5 {
 		from := srv[round%3]
@@ -249,6 +256,6 @@ func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
 	msgs, _ = mb.all()
 	t.Logf("emails after the kill: %d for %d events (%d repeated)", len(msgs), total, len(msgs)-len(byID))
 
-	out, err := runCLI(env, "audit", "verify")
+	out, err = runCLI(env, "audit", "verify")
 	require.NoError(t, err, out)
 }

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,6 +53,9 @@ type DB struct {
 	connConfig *pgx.ConnConfig
 	// instance names this process in its notifications (listen.go).
 	instance string
+	// listenKeepalive is how long the listening connection may be quiet
+	// before it is checked.
+	listenKeepalive time.Duration
 
 	log *slog.Logger
 	// auditKey keys the audit chain: random from Open until UseAuditKey
@@ -72,7 +76,7 @@ var _ ports.Store = (*DB)(nil)
 // answers and stores text as UTF-8 (the storage quota counts UTF-8 bytes).
 // It does not migrate: call Migrate.
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1)}
+	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1), listenKeepalive: defaultListenKeepalive}
 	for _, o := range opts {
 		o(db)
 	}

@@ -26,8 +26,12 @@ const (
 const ListenAppName = "healthrecord-listen"
 
 // The listening connection is checked this often when quiet, so a
-// connection lost without a word (a dropped network) is noticed.
-const listenKeepalive = 30 * time.Second
+// connection lost without a word (a dropped network) is noticed; a check
+// unanswered for listenPingTimeout counts as lost.
+const (
+	defaultListenKeepalive = 30 * time.Second
+	listenPingTimeout      = 5 * time.Second
+)
 
 // Reconnecting waits from minListenDelay, doubling up to maxListenDelay.
 const (
@@ -106,7 +110,12 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 	if err != nil {
 		return fmt.Errorf("connect: %w", err) // names user and database, never the password
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		// Bounded: on a lost network the goodbye may never go out.
+		cctx, cancel := context.WithTimeout(context.Background(), listenPingTimeout)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	for _, ch := range []string{chanOutbox, chanRevoked, chanNotified} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return fmt.Errorf("listen: %w", err)
@@ -116,7 +125,7 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 	db.log.Info("postgres: listening for other instances' changes")
 	h.all()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, listenKeepalive)
+		wctx, cancel := context.WithTimeout(ctx, db.listenKeepalive)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -128,7 +137,7 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 			}
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			// Quiet: make sure the connection is still there.
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, listenPingTimeout)
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {

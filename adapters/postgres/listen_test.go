@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	neturl "net/url"
 	"sync"
 	"testing"
 	"time"
@@ -209,4 +211,114 @@ func TestListen_ReconnectsAfterItsConnectionIsKilled(t *testing.T) {
 		hear(t, h.outbox, fmt.Sprintf("outbox after reconnect %d", round+1))
 	}
 	assert.Contains(t, logs.String(), "reconnecting")
+}
+
+// blackhole forwards TCP connections to upstream until cut: from then on
+// the connections open at that moment stay open but carry nothing either
+// way, as when a network drops packets without a word. Connections made
+// after the cut work.
+type blackhole struct {
+	addr     string
+	upstream string
+
+	mu   sync.Mutex
+	cuts []chan struct{} // one per connection, closed when it is cut
+}
+
+func startBlackhole(t *testing.T, upstream string) *blackhole {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := &blackhole{addr: l.Addr().String(), upstream: upstream}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			down, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				_ = down.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, down, up)
+			mu.Unlock()
+			cut := make(chan struct{})
+			b.mu.Lock()
+			b.cuts = append(b.cuts, cut)
+			b.mu.Unlock()
+			go forwardUntil(cut, up, down)
+			go forwardUntil(cut, down, up)
+		}
+	}()
+	return b
+}
+
+// forwardUntil copies from src to dst until cut, then reads and drops.
+func forwardUntil(cut chan struct{}, dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		select {
+		case <-cut:
+			continue
+		default:
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// cut silences every connection open now.
+func (b *blackhole) cut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.cuts {
+		close(c)
+	}
+	b.cuts = nil
+}
+
+// A listening connection that goes silent (no error, no close) is found
+// out by the keepalive check and replaced.
+func TestListen_ReplacesASilentConnection(t *testing.T) {
+	url := mustTestDB(t).mustSchema(t)
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	hole := startBlackhole(t, u.Host)
+	u.Host = hole.addr
+	var logs syncBuffer
+	a, err := postgres.Open(t.Context(), u.String(), postgres.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	require.NoError(t, a.Migrate(t.Context()))
+	a.SetListenKeepalive(100 * time.Millisecond)
+	b := mustOpenURL(t, url)
+	p, doc := mustUser(t, b, "p", domain.RolePatient), mustUser(t, b, "d", domain.RoleDoctor)
+	h := listen(t, a)
+
+	hole.cut()
+	// Found out by the keepalive, reconnected: every hook once more.
+	hear(t, h.outbox, "outbox after reconnect")
+	hear(t, h.revoked, "revoked after reconnect")
+	hear(t, h.notified, "notified after reconnect")
+	h.drain()
+	addEvent(t, b, p, doc)
+	hear(t, h.outbox, "outbox on the new connection")
+	assert.Contains(t, logs.String(), "keepalive")
 }

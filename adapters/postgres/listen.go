@@ -31,6 +31,7 @@ const ListenAppName = "healthrecord-listen"
 const (
 	defaultListenKeepalive = 30 * time.Second
 	listenPingTimeout      = 5 * time.Second
+	listenConnectTimeout   = 10 * time.Second
 )
 
 // Reconnecting waits from minListenDelay, doubling up to maxListenDelay.
@@ -106,7 +107,11 @@ func (db *DB) Listen(ctx context.Context, h Remote) {
 func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error {
 	cfg := db.connConfig.Copy()
 	cfg.RuntimeParams["application_name"] = ListenAppName
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	// Bounded: a connect into a silent network would otherwise wait for
+	// the operating system to give up.
+	cctx, cancel := context.WithTimeout(ctx, listenConnectTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err) // names user and database, never the password
 	}
@@ -117,7 +122,7 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 		_ = conn.Close(cctx)
 	}()
 	for _, ch := range []string{chanOutbox, chanRevoked, chanNotified} {
-		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+		if _, err := conn.Exec(cctx, "LISTEN "+ch); err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
@@ -132,7 +137,7 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err == nil:
-			if n.Payload != db.instance {
+			if n != nil && n.Payload != db.instance {
 				h.on(n.Channel)
 			}
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():

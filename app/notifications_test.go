@@ -73,3 +73,26 @@ func TestNotifications(t *testing.T) {
 		assert.ErrorIs(t, err, errBoom)
 	})
 }
+
+// Another process's notifications wake the live streams of this one, as
+// this process's own deliveries do.
+func TestNotificationsStoredElsewhere_WakesStreams(t *testing.T) {
+	e := newEnv(t, Config{})
+	wake := e.app.NotificationWake()
+	select {
+	case <-wake:
+		t.Fatal("woken before anything was stored")
+	default:
+	}
+	e.app.NotificationsStoredElsewhere()
+	select {
+	case <-wake:
+	default:
+		t.Fatal("not woken")
+	}
+	select {
+	case <-e.app.NotificationWake():
+		t.Fatal("a later waiter waits for the next one")
+	default:
+	}
+}

@@ -31,9 +31,14 @@ func (a *App) LatestNotificationID(ctx context.Context, actor domain.Actor) (int
 }
 
 // NotificationWake returns a channel closed when this process next stores
-// a notification, so a live stream need not wait for its next poll.
-// Notifications stored by other processes are found by polling only.
+// a notification, or is told (NotificationsStoredElsewhere) that another
+// one did, so a live stream need not wait for its next poll.
 func (a *App) NotificationWake() <-chan struct{} { return a.notified.wait() }
+
+// NotificationsStoredElsewhere wakes the live streams: another process on
+// the same database stored notifications. Without it, streams find those
+// at their next poll. It never blocks.
+func (a *App) NotificationsStoredElsewhere() { a.notified.notify() }
 
 // broadcast wakes every waiter at once by closing the channel they hold.
 type broadcast struct {

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,14 @@ type DB struct {
 	mu       sync.Mutex
 	onOutbox []func()
 
+	// connConfig is the pool's, for the listening connection (Listen).
+	connConfig *pgx.ConnConfig
+	// instance names this process in its notifications (listen.go).
+	instance string
+	// listenKeepalive is how long the listening connection may be quiet
+	// before it is checked.
+	listenKeepalive time.Duration
+
 	log *slog.Logger
 	// auditKey keys the audit chain: random from Open until UseAuditKey
 	// installs the operator's, so no chain is ever written unkeyed.
@@ -67,7 +76,7 @@ var _ ports.Store = (*DB)(nil)
 // answers and stores text as UTF-8 (the storage quota counts UTF-8 bytes).
 // It does not migrate: call Migrate.
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1)}
+	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1), listenKeepalive: defaultListenKeepalive}
 	for _, o := range opts {
 		o(db)
 	}
@@ -81,6 +90,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("postgres: audit key: %w", err)
 	}
 	db.auditKey.Store(&ephemeral)
+	db.connConfig = cfg.ConnConfig.Copy()
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("postgres: instance id: %w", err)
+	}
+	db.instance = fmt.Sprintf("%x", id)
 	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
@@ -126,7 +141,8 @@ func (db *DB) auditHasher() *domain.AuditHasher { return domain.NewAuditHasher(*
 // OnOutboxCommit registers fn to be called after a transaction of this
 // process that added (or re-queued) outbox events has committed, never
 // before, so the dispatcher it wakes always finds them. fn runs on the
-// committing goroutine and must not block.
+// committing goroutine and must not block. Other processes' commits are
+// announced through Listen.
 func (db *DB) OnOutboxCommit(fn func()) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -153,6 +169,8 @@ func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error
 type txn struct {
 	pgx.Tx
 	outboxChanged bool
+	// revoked and notified: sign-ins revoked, in-API notifications stored.
+	revoked, notified bool
 }
 
 // withTx runs fn in a write transaction holding the writer lock.
@@ -183,6 +201,9 @@ func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) (err error) {
 	t := &txn{Tx: tx}
 	if err := fn(t); err != nil {
 		return err
+	}
+	if err := db.notifyOthers(ctx, t); err != nil {
+		return ctxErr(ctx, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return ctxErr(ctx, fmt.Errorf("postgres: commit: %w", err))

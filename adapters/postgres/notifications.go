@@ -35,7 +35,7 @@ func (r notifications) Create(ctx context.Context, n *domain.Notification) (bool
 			 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING id`,
 			n.UserID, n.Kind, n.RecordID, n.PatientID, n.EventID, toNanos(n.CreatedAt), toNullNanos(n.ReadAt)).Scan(&n.ID)
 		if err == nil {
-			created = true
+			created, t.notified = true, true
 			return nil
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return err

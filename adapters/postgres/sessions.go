@@ -52,9 +52,13 @@ const nextRevokedSeq = `(SELECT coalesce(max(revoked_seq), 0) + 1 FROM sessions)
 // Revoke keeps the first revocation time and number.
 func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
 	err := r.s.write(ctx, func(t *txn) error {
-		return mustChange(t.Exec(ctx,
+		if err := mustChange(t.Exec(ctx,
 			`UPDATE sessions SET revoked_at = coalesce(revoked_at, $1), revoked_seq = coalesce(revoked_seq, `+nextRevokedSeq+`)
-			 WHERE id = $2`, toNanos(now), id))
+			 WHERE id = $2`, toNanos(now), id)); err != nil {
+			return err
+		}
+		t.revoked = true
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: revoke session: %w", err)
@@ -65,10 +69,11 @@ func (r sessions) Revoke(ctx context.Context, id string, now time.Time) error {
 // RevokeUser leaves expired sign-ins alone: they are dead already.
 func (r sessions) RevokeUser(ctx context.Context, userID int64, keep string, now time.Time) error {
 	err := r.s.write(ctx, func(t *txn) error {
-		_, err := t.Exec(ctx,
+		tag, err := t.Exec(ctx,
 			`UPDATE sessions SET revoked_at = $1, revoked_seq = `+nextRevokedSeq+`
 			 WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL AND expires_at > $1`,
 			toNanos(now), userID, keep)
+		t.revoked = t.revoked || tag.RowsAffected() > 0
 		return err
 	})
 	if err != nil {

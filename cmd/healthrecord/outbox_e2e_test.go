@@ -214,9 +214,11 @@ func startProcess(t *testing.T, bin string, env map[string]string) (*exec.Cmd, *
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	addr := make(chan string, 1)
+	logs := &logSink{}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			logs.add(sc.Text())
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -225,7 +227,7 @@ func startProcess(t *testing.T, bin string, env map[string]string) (*exec.Cmd, *
 	}()
 	select {
 	case a := <-addr:
-		return cmd, &server{t: t, url: "http://" + a, db: env["HEALTHRECORD_DB"], env: env, stop: func() error { return nil }}
+		return cmd, &server{t: t, url: "http://" + a, db: env["HEALTHRECORD_DB"], env: env, logs: logs, stop: func() error { return nil }}
 	case <-time.After(60 * time.Second):
 		t.Fatal("child did not listen")
 	}

@@ -22,6 +22,7 @@ import (
 	"healthrecord/adapters/metrics"
 	"healthrecord/adapters/outbox"
 	"healthrecord/adapters/password"
+	"healthrecord/adapters/postgres"
 	"healthrecord/adapters/smtp"
 	"healthrecord/app"
 	"healthrecord/internal/username"
@@ -225,7 +226,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { a.RunBackground(bg); done <- struct{}{} }()
 	go func() {
 		if err := dispatcher.Run(bg); err != nil {
@@ -234,6 +235,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		done <- struct{}{}
 	}()
 	waits := 2
+	if pg, ok := db.(pgStore); ok {
+		waits++
+		go func() { pg.Listen(bg, othersCommitted(bg, a, dispatcher, log)); done <- struct{}{} }()
+	}
 	if metricsLn != nil {
 		waits++
 		go func() {
@@ -292,6 +297,25 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("stopped")
 	return shutdownErr
+}
+
+// othersCommitted is what this instance does when another instance on the
+// same PostgreSQL database commits: the dispatcher claims the new events,
+// the revoked sign-ins are refused here too, live streams look for the new
+// notifications. Each still happens at the next poll without it.
+func othersCommitted(ctx context.Context, a *app.App, d *outbox.Dispatcher, log *slog.Logger) postgres.Remote {
+	return postgres.Remote{
+		Outbox: d.Wake,
+		Revoked: func() {
+			// Bounded: the next notification waits for it.
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := a.SyncRevocations(sctx); err != nil && ctx.Err() == nil {
+				log.Error("sync revocations", "err", err)
+			}
+		},
+		Notified: a.NotificationsStoredElsewhere,
+	}
 }
 
 // newHTTPServer sets every timeout, so a slow or idle client cannot hold

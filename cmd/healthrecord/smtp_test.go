@@ -25,6 +25,27 @@ type mailbox struct {
 	raw  []string
 	// TCP connections: opened in all, open now, most open at once.
 	opened, open, maxOpen int
+	// held, while not nil, keeps every MAIL command waiting: a stalled
+	// relay (hold).
+	held chan struct{}
+}
+
+// hold stalls the relay: every message waits at MAIL until release is
+// called.
+func (mb *mailbox) hold() (release func()) {
+	ch := make(chan struct{})
+	mb.mu.Lock()
+	mb.held = ch
+	mb.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			mb.mu.Lock()
+			mb.held = nil
+			mb.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // conns reports the connections opened in all and the most open at once.
@@ -167,6 +188,12 @@ type mailSession struct {
 func (s *mailSession) Reset()        { s.to = nil }
 func (s *mailSession) Logout() error { return nil }
 func (s *mailSession) Mail(string, *gosmtp.MailOptions) error {
+	s.mb.mu.Lock()
+	held := s.mb.held
+	s.mb.mu.Unlock()
+	if held != nil {
+		<-held
+	}
 	return nil
 }
 func (s *mailSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"healthrecord/adapters/postgres"
+	"healthrecord/internal/pgtest"
 	"healthrecord/ports"
 	"healthrecord/ports/countertest"
 )
@@ -139,4 +140,32 @@ func TestCounters_PruneForgetsWhatAgedOut(t *testing.T) {
 	a, r = count()
 	assert.Zero(t, a)
 	assert.Zero(t, r)
+}
+
+// BenchmarkCountersAllow is the per-user rate's check on PostgreSQL: one
+// round trip per request.
+func BenchmarkCountersAllow(b *testing.B) {
+	d, drop, err := pgtest.Create()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.Cleanup(func() { _ = drop() })
+	db, err := postgres.Open(b.Context(), d.Schema(b))
+	require.NoError(b, err)
+	b.Cleanup(db.Close)
+	require.NoError(b, db.Migrate(b.Context()))
+	c, err := db.Counters(b.Context())
+	require.NoError(b, err)
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		k := 0
+		for pb.Next() {
+			k++
+			if _, err := c.Allow(b.Context(), fmt.Sprintf("user:%d", k%1000), 1<<30, time.Minute, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

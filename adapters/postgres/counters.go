@@ -108,13 +108,16 @@ func (c *Counters) Allow(ctx context.Context, key string, n int, per time.Durati
 }
 
 // Prune deletes the rows that hold nothing at now any more: attempts all
-// older than their window, rates back to a full allowance.
+// older than their window, rates back to a full allowance. It skips rows a
+// check holds, so it never makes one wait.
 func (c *Counters) Prune(ctx context.Context, now time.Time) error {
 	ns := now.UnixNano()
-	if _, err := c.db.pool.Exec(ctx, `DELETE FROM throttle_attempts WHERE expires <= $1`, ns); err != nil {
+	if _, err := c.db.pool.Exec(ctx, `DELETE FROM throttle_attempts WHERE key IN
+		(SELECT key FROM throttle_attempts WHERE expires <= $1 FOR UPDATE SKIP LOCKED)`, ns); err != nil {
 		return ctxErr(ctx, fmt.Errorf("postgres: prune attempts: %w", err))
 	}
-	if _, err := c.db.pool.Exec(ctx, `DELETE FROM rate_tat WHERE tat <= $1`, ns); err != nil {
+	if _, err := c.db.pool.Exec(ctx, `DELETE FROM rate_tat WHERE key IN
+		(SELECT key FROM rate_tat WHERE tat <= $1 FOR UPDATE SKIP LOCKED)`, ns); err != nil {
 		return ctxErr(ctx, fmt.Errorf("postgres: prune rates: %w", err))
 	}
 	return nil

@@ -142,6 +142,35 @@ func TestCounters_PruneForgetsWhatAgedOut(t *testing.T) {
 	assert.Zero(t, r)
 }
 
+// A prune running while attempts arrive deletes only what aged out and
+// never loses an attempt counted in a row it was deleting.
+func TestCounters_PruneDuringAttemptsLosesNone(t *testing.T) {
+	d := mustTestDB(t)
+	c := mustCounters(t, d.mustOpen(t))
+	ctx := t.Context()
+	lim := ports.AttemptLimits{PerUser: 10, PerAddr: 1000, Window: 15 * time.Minute}
+	now := time.Now()
+	for round := range 10 {
+		user := fmt.Sprintf("alice%d", round)
+		// An old attempt: the row is there, and due for pruning.
+		_, err := c.Reserve(ctx, lim, user, "", now.Add(-time.Hour))
+		require.NoError(t, err)
+		allowed := countertest.Concurrently(31, func(i int) bool {
+			if i == 30 {
+				require.NoError(t, c.Prune(ctx, now))
+				return false
+			}
+			wait, err := c.Reserve(ctx, lim, user, "", now)
+			require.NoError(t, err)
+			return wait == 0
+		})
+		require.Equal(t, 10, allowed, "round %d", round)
+		wait, err := c.Reserve(ctx, lim, user, "", now)
+		require.NoError(t, err)
+		require.Positive(t, wait, "round %d: ten attempts are still counted", round)
+	}
+}
+
 // BenchmarkCountersAllow is the per-user rate's check on PostgreSQL: one
 // round trip per request.
 func BenchmarkCountersAllow(b *testing.B) {

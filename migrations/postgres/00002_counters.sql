@@ -29,19 +29,19 @@ CREATE UNLOGGED TABLE rate_tat (
 -- throttle_reserve counts an attempt at at_ns under every key, unless one
 -- already holds its limit (limits, in the same order) of attempts newer
 -- than at_ns - win: then it counts none and returns how long until it would
--- (nanoseconds). One call is one transaction: the rows are locked in key
--- order, so concurrent calls on any instance count one after the other and
--- never deadlock.
+-- (nanoseconds). One call is one transaction: the upsert locks the rows in
+-- key order, so concurrent calls on any instance count one after the
+-- other and never deadlock, and a row a concurrent prune deletes is
+-- inserted again rather than lost.
 -- +goose StatementBegin
 CREATE FUNCTION throttle_reserve(keys BIGINT[], limits INTEGER[], win BIGINT, at_ns BIGINT) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
 DECLARE
     wait BIGINT;
 BEGIN
-    INSERT INTO throttle_attempts (key, times, expires)
+    INSERT INTO throttle_attempts AS t (key, times, expires)
     SELECT k, '{}', at_ns + win FROM unnest(keys) AS k ORDER BY k
-    ON CONFLICT (key) DO NOTHING;
-    PERFORM 1 FROM throttle_attempts WHERE key = ANY (keys) ORDER BY key FOR UPDATE;
+    ON CONFLICT (key) DO UPDATE SET expires = t.expires;
     -- A new statement, so a new snapshot: it sees what the calls this one
     -- waited for committed.
     SELECT coalesce(max(CASE WHEN cardinality(live) >= lim THEN live[cardinality(live) - lim + 1] + win - at_ns END), 0)

@@ -52,22 +52,22 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 		return TokenPair{}, badCredentials()
 	}
 	key := a.usernameKey(username)
-	res, wait := a.throttle.reserve(key, remoteAddr, now)
-	if wait > 0 {
-		return TokenPair{}, domain.Throttled(wait)
+	res, err := a.reserveAttempt(ctx, key, remoteAddr, now)
+	if err != nil {
+		return TokenPair{}, err
 	}
 	u, err := a.store.Users().ByUsername(ctx, username)
 	hash := u.PasswordHash
 	if err != nil {
 		if domain.ErrorCode(err) != domain.ENotFound {
-			a.throttle.release(res)
+			a.releaseAttempt(ctx, res)
 			return TokenPair{}, err
 		}
 		hash = a.dummyHash
 	}
 	ok, verr := a.verifyPassword(ctx, remoteAddr, hash, password)
 	if verr != nil {
-		a.throttle.release(res) // no guess was checked
+		a.releaseAttempt(ctx, res) // no guess was checked
 		return TokenPair{}, verr
 	}
 	who := domain.Actor{ID: u.ID, Role: u.Role, RemoteAddr: remoteAddr} // none for an unknown username
@@ -90,7 +90,7 @@ func (a *App) SignIn(ctx context.Context, username, password, remoteAddr string)
 		}
 		return tx.Sessions().Create(ctx, s)
 	})
-	a.throttle.release(res)
+	a.releaseAttempt(ctx, res)
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -241,19 +241,19 @@ func (a *App) ChangePassword(ctx context.Context, actor domain.Actor, oldPasswor
 	if err != nil {
 		return err
 	}
-	res, wait := a.throttle.reserve(a.usernameKey(u.Username), "", a.clock.Now())
-	if wait > 0 {
-		return domain.Throttled(wait)
+	res, err := a.reserveAttempt(ctx, a.usernameKey(u.Username), "", a.clock.Now())
+	if err != nil {
+		return err
 	}
 	ok, err := a.verifyPassword(ctx, actor.RemoteAddr, u.PasswordHash, oldPassword)
 	if err != nil {
-		a.throttle.release(res)
+		a.releaseAttempt(ctx, res)
 		return err
 	}
 	if !ok {
 		return domain.FieldError("old_password", "Wrong password.")
 	}
-	a.throttle.release(res)
+	a.releaseAttempt(ctx, res)
 	fe := domain.FieldErrors{}
 	for _, m := range domain.PasswordProblems(newPassword, u.Username, u.Email) {
 		fe.Add("new_password", m)

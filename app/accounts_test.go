@@ -240,7 +240,7 @@ func TestSignIn_ThrottleLimitsConfigurable(t *testing.T) {
 }
 
 func TestThrottle_ForgetsAgedOutKeys(t *testing.T) {
-	th := newThrottle(10, 100, 15*time.Minute)
+	th := newTestThrottle(10, 100, 15*time.Minute)
 	th.reserve("a", "addr-a", t0)
 	th.reserve("b", "addr-b", t0.Add(10*time.Minute))
 	assert.Equal(t, 4, th.size())
@@ -253,7 +253,7 @@ func TestThrottle_ForgetsAgedOutKeys(t *testing.T) {
 }
 
 func TestThrottle_ReleaseForgetsTheAttempt(t *testing.T) {
-	th := newThrottle(2, 100, 15*time.Minute)
+	th := newTestThrottle(2, 100, 15*time.Minute)
 	for range 5 {
 		r, wait := th.reserve("a", "addr", t0)
 		require.Zero(t, wait)
@@ -267,7 +267,7 @@ func TestThrottle_ReleaseForgetsTheAttempt(t *testing.T) {
 }
 
 func TestThrottle_MemoryBounded(t *testing.T) {
-	th := newThrottle(10, 100, 15*time.Minute)
+	th := newTestThrottle(10, 100, 15*time.Minute)
 	for i := range maxThrottleUsers + 500 {
 		th.reserve(fmt.Sprintf("user%d", i), fmt.Sprintf("addr%d", i), t0)
 	}

@@ -103,6 +103,9 @@ type Deps struct {
 	Mailer ports.Mailer
 	// Observer, when set, hears every delivery attempt's outcome.
 	Observer ports.DeliveryObserver
+	// Attempts counts sign-in attempts for the throttle where every
+	// instance sees them; nil counts in this process's memory.
+	Attempts ports.Attempts
 }
 
 // App is the application: every use case is a method.
@@ -121,7 +124,12 @@ type App struct {
 	observer ports.DeliveryObserver
 	retry    domain.RetryPolicy
 
-	throttle *throttle
+	// attempts counts sign-in attempts for the throttle; memThrottle is
+	// it when it is the in-memory default (RunBackground prunes it), nil
+	// otherwise.
+	attempts    ports.Attempts
+	memThrottle *throttle
+
 	hashing  *fairHash
 	revoked  *revocations
 	audit    *auditBatcher
@@ -146,9 +154,13 @@ func New(d Deps, cfg Config) *App {
 		usernameKey: d.UsernameKey,
 		mailer:      d.Mailer, observer: d.Observer,
 		retry:    domain.RetryPolicy{BaseBackoff: cfg.OutboxBackoff, MaxBackoff: cfg.OutboxMaxBackoff, MaxAge: cfg.OutboxMaxAge},
-		throttle: newThrottle(cfg.ThrottleUser, cfg.ThrottleAddr, cfg.ThrottleWindow),
+		attempts: d.Attempts,
 		hashing:  newFairHash(cfg.HashConcurrency),
 		revoked:  newRevocations(),
+	}
+	if a.attempts == nil {
+		a.memThrottle = newThrottle()
+		a.attempts = a.memThrottle
 	}
 	a.audit = newAuditBatcher(d.Store, d.Log, cfg.AuditFlushInterval)
 	return a
@@ -191,8 +203,8 @@ func (a *App) RunBackground(ctx context.Context) {
 			}
 			// Throttle memory returns on its own, not only at the next
 			// failure.
-			if now.Sub(lastPrune) >= time.Minute {
-				a.throttle.prune(a.clock.Now())
+			if now.Sub(lastPrune) >= time.Minute && a.memThrottle != nil {
+				a.memThrottle.prune(a.cfg.ThrottleWindow, a.clock.Now())
 				lastPrune = now
 			}
 		}

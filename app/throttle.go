@@ -1,9 +1,13 @@
 package app
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
 // Throttle state is bounded whatever clients send: keys are 64-bit hashes
@@ -17,84 +21,82 @@ const (
 	maxThrottleAddrs = 5000
 )
 
-// throttle counts failed sign-ins per username and per client address in a
-// sliding window, in memory (one process serves the clinic). An attempt is
-// reserved when it arrives, before its password is hashed, so concurrent
-// guesses cannot all slip under the limit; a success releases it.
+// throttle is the in-memory ports.Attempts, the default: it counts
+// failed sign-ins per username and per client address in a sliding window
+// (one process serves the clinic). The app reserves an attempt when it
+// arrives, before its password is hashed, so concurrent guesses cannot all
+// slip under the limit; a success releases it.
 type throttle struct {
-	mu      sync.Mutex
-	perUser int
-	perAddr int
-	window  time.Duration
-	seed    maphash.Seed
-	users   map[uint64][]int64 // unix nanos of attempts, oldest first
-	addrs   map[uint64][]int64
+	mu    sync.Mutex
+	seed  maphash.Seed
+	users map[uint64][]int64 // unix nanos of attempts, oldest first
+	addrs map[uint64][]int64
 }
 
-func newThrottle(perUser, perAddr int, window time.Duration) *throttle {
-	return &throttle{perUser: perUser, perAddr: perAddr, window: window, seed: maphash.MakeSeed(),
-		users: map[uint64][]int64{}, addrs: map[uint64][]int64{}}
+var _ ports.Attempts = (*throttle)(nil)
+
+func newThrottle() *throttle {
+	return &throttle{seed: maphash.MakeSeed(), users: map[uint64][]int64{}, addrs: map[uint64][]int64{}}
 }
 
-// reservation is an attempt counted by reserve, to release on success.
-type reservation struct {
-	user, addr       uint64
-	hasUser, hasAddr bool
-	at               int64
-}
-
-// reserve counts an attempt by user (a canonical username; "" for none)
-// from addr ("" for none) at now, unless either is at its limit: then it
-// returns how long until it may try again, and counts nothing.
-func (t *throttle) reserve(user, addr string, now time.Time) (reservation, time.Duration) {
-	r := reservation{at: now.UnixNano(), hasUser: user != "", hasAddr: addr != ""}
-	if r.hasUser {
-		r.user = maphash.String(t.seed, user)
-	}
-	if r.hasAddr {
-		r.addr = maphash.String(t.seed, addr)
-	}
+// Reserve implements ports.Attempts; it never fails.
+func (t *throttle) Reserve(_ context.Context, lim ports.AttemptLimits, user, addr string, at time.Time) (time.Duration, error) {
+	uk, ak := t.keys(user, addr)
+	ns := at.UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var wait time.Duration
-	if r.hasUser {
-		wait = t.wait(t.users, r.user, t.perUser, now)
+	if user != "" {
+		wait = t.wait(t.users, uk, lim.PerUser, lim.Window, at)
 	}
-	if r.hasAddr {
-		wait = max(wait, t.wait(t.addrs, r.addr, t.perAddr, now))
+	if addr != "" {
+		wait = max(wait, t.wait(t.addrs, ak, lim.PerAddr, lim.Window, at))
 	}
 	if wait > 0 {
-		return reservation{}, wait
+		return wait, nil
 	}
-	if r.hasUser {
-		t.add(t.users, r.user, r.at, t.perUser, maxThrottleUsers, now)
+	if user != "" {
+		t.add(t.users, uk, ns, lim.PerUser, maxThrottleUsers, lim.Window, at)
 	}
-	if r.hasAddr {
-		t.add(t.addrs, r.addr, r.at, t.perAddr, maxThrottleAddrs, now)
+	if addr != "" {
+		t.add(t.addrs, ak, ns, lim.PerAddr, maxThrottleAddrs, lim.Window, at)
 	}
-	return r, 0
+	return 0, nil
 }
 
-// release forgets a reserved attempt: it succeeded.
-func (t *throttle) release(r reservation) {
+// Release implements ports.Attempts; it never fails.
+func (t *throttle) Release(_ context.Context, user, addr string, at time.Time) error {
+	uk, ak := t.keys(user, addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if r.hasUser {
-		forget(t.users, r.user, r.at)
+	if user != "" {
+		forget(t.users, uk, at.UnixNano())
 	}
-	if r.hasAddr {
-		forget(t.addrs, r.addr, r.at)
+	if addr != "" {
+		forget(t.addrs, ak, at.UnixNano())
 	}
+	return nil
+}
+
+func (t *throttle) keys(user, addr string) (uint64, uint64) {
+	var uk, ak uint64
+	if user != "" {
+		uk = maphash.String(t.seed, user)
+	}
+	if addr != "" {
+		ak = maphash.String(t.seed, addr)
+	}
+	return uk, ak
 }
 
 // wait drops key's aged-out attempts and returns how long until it is
 // under limit again, 0 when it is.
-func (t *throttle) wait(m map[uint64][]int64, key uint64, limit int, now time.Time) time.Duration {
+func (t *throttle) wait(m map[uint64][]int64, key uint64, limit int, window time.Duration, now time.Time) time.Duration {
 	ts, ok := m[key]
 	if !ok {
 		return 0
 	}
-	ts = live(ts, now.Add(-t.window).UnixNano())
+	ts = live(ts, now.Add(-window).UnixNano())
 	if len(ts) == 0 {
 		delete(m, key)
 		return 0
@@ -104,15 +106,15 @@ func (t *throttle) wait(m map[uint64][]int64, key uint64, limit int, now time.Ti
 		return 0
 	}
 	// Free again when the oldest attempt that keeps it at the limit ages out.
-	return time.Unix(0, ts[len(ts)-limit]).Add(t.window).Sub(now)
+	return time.Unix(0, ts[len(ts)-limit]).Add(window).Sub(now)
 }
 
-func (t *throttle) add(m map[uint64][]int64, key uint64, at int64, limit, maxKeys int, now time.Time) {
+func (t *throttle) add(m map[uint64][]int64, key uint64, at int64, limit, maxKeys int, window time.Duration, now time.Time) {
 	ts, ok := m[key]
 	if !ok && len(m) >= maxKeys {
 		// Down to seven eighths, so that new keys pay for this scan only
 		// once in a while.
-		t.pruneMap(m, now.Add(-t.window).UnixNano())
+		t.pruneMap(m, now.Add(-window).UnixNano())
 		for k := range m {
 			if len(m) <= maxKeys*7/8 {
 				break
@@ -143,8 +145,8 @@ func forget(m map[uint64][]int64, key uint64, at int64) {
 
 // prune drops every key whose attempts have all aged out; the app runs it
 // on a timer, so memory returns even when no one fails a sign-in again.
-func (t *throttle) prune(now time.Time) {
-	cutoff := now.Add(-t.window).UnixNano()
+func (t *throttle) prune(window time.Duration, now time.Time) {
+	cutoff := now.Add(-window).UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.pruneMap(t.users, cutoff)
@@ -172,4 +174,33 @@ func live(ts []int64, cutoff int64) []int64 {
 		return ts
 	}
 	return append(ts[:0], ts[i:]...)
+}
+
+// attempt is a sign-in attempt the throttle counted, to release when it
+// succeeds or when no guess was checked.
+type attempt struct {
+	user, addr string
+	at         time.Time
+}
+
+// reserveAttempt counts an attempt by user from addr at now, or returns
+// EThrottled with how long to wait.
+func (a *App) reserveAttempt(ctx context.Context, user, addr string, now time.Time) (attempt, error) {
+	lim := ports.AttemptLimits{PerUser: a.cfg.ThrottleUser, PerAddr: a.cfg.ThrottleAddr, Window: a.cfg.ThrottleWindow}
+	wait, err := a.attempts.Reserve(ctx, lim, user, addr, now)
+	if err != nil {
+		return attempt{}, err
+	}
+	if wait > 0 {
+		return attempt{}, domain.Throttled(wait)
+	}
+	return attempt{user: user, addr: addr, at: now}, nil
+}
+
+// releaseAttempt forgets at, even when the request's ctx has ended: a
+// success left counted would count as a failure.
+func (a *App) releaseAttempt(ctx context.Context, at attempt) {
+	if err := a.attempts.Release(context.WithoutCancel(ctx), at.user, at.addr, at.at); err != nil {
+		a.log.Error("release a sign-in attempt", "err", err)
+	}
 }

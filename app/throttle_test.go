@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"healthrecord/domain"
+	"healthrecord/ports"
+	"healthrecord/ports/countertest"
 )
 
 // heapAfterGC is the live heap.
@@ -39,5 +41,9 @@ func TestSignIn_ThrottleMemoryStaysFlat(t *testing.T) {
 	runtime.KeepAlive(e) // the app and its throttle are what is measured
 	grown := int64(after) - int64(before)
 	assert.Less(t, grown, int64(8<<20), "heap grew by %d bytes", grown)
-	assert.LessOrEqual(t, e.app.throttle.size(), maxThrottleUsers+maxThrottleAddrs)
+	assert.LessOrEqual(t, e.app.memThrottle.size(), maxThrottleUsers+maxThrottleAddrs)
+}
+
+func TestThrottle_Contract(t *testing.T) {
+	countertest.RunAttempts(t, func(*testing.T) ports.Attempts { return newThrottle() })
 }

@@ -85,6 +85,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if hcfg.Ready == nil {
 		hcfg.Ready = db.Ready
 	}
+	_, hcfg.Rates = countersOf(t, db)
 	srv := httptest.NewServer(httpapi.NewServer(a, hcfg, log))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv, db: db, app: a, logs: logs}
@@ -110,9 +111,10 @@ func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (testStore, *app
 	db := openTestStore(tb)
 	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
 	require.NoError(tb, err)
+	attempts, _ := countersOf(tb, db)
 	a := app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(cheapHashing, 2),
-		Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key,
+		Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Attempts: attempts,
 	}, acfg)
 	require.NoError(tb, a.Start(ctx))
 	bg, cancel := context.WithCancel(ctx)

@@ -26,8 +26,7 @@ func pathID(r *http.Request) (int64, error) {
 // --- accounts and tokens ---
 
 func (s *server) register(w http.ResponseWriter, r *http.Request) {
-	if wait := s.rates.register.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
-		s.writeError(w, r, domain.Throttled(wait))
+	if wait, err := s.rates.allowRegister(r.Context(), remoteAddr(r), time.Now()); s.throttled(w, r, wait, err) {
 		return
 	}
 	reg, err := s.decodeRegistration(w, r)

@@ -48,7 +48,10 @@ func newEnvWithHasher(t *testing.T, h ports.PasswordHasher, opts ...envOption) *
 	db := openTestStore(t)
 	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
 	require.NoError(t, err)
-	a := app.New(app.Deps{Store: db, Tokens: tokens, Hasher: h, Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key}, acfg)
+	attempts, rates := countersOf(t, db)
+	hcfg.Rates = rates
+	a := app.New(app.Deps{Store: db, Tokens: tokens, Hasher: h, Clock: clock{}, Random: randomBytes, Log: log,
+		UsernameKey: username.Key, Attempts: attempts}, acfg)
 	require.NoError(t, a.Start(ctx))
 	bg, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -297,8 +297,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if wait := s.rates.user.allow(uint64(actor.ID), time.Now()); wait > 0 {
-			s.writeError(w, r, domain.Throttled(wait))
+		if wait, err := s.rates.allowUser(r.Context(), actor.ID, time.Now()); s.throttled(w, r, wait, err) {
 			return
 		}
 		actor.RequestID = requestIDOf(r.Context())

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"hash/maphash"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
 // Rate is a DRF-style throttle rate: at most N requests per Per. The zero
@@ -123,31 +125,86 @@ func (sh *limiterShard) evict(now int64) {
 	}
 }
 
-// rates holds the server's request rates.
+// rates holds the server's request rates: in memory by default (one
+// process serves), or counted by cfg.Rates where every instance sees them.
+// The in-memory path stays a direct call: the per-user rate runs on every
+// authenticated request.
 type rates struct {
 	seed     maphash.Seed
 	register *limiter // per client address
 	user     *limiter // per signed-in user
 	anon     *limiter // per client address, requests without a token
+
+	shared                  ports.Rates
+	registerR, userR, anonR Rate
 }
 
 func newRates(cfg Config) *rates {
-	return &rates{seed: maphash.MakeSeed(),
-		register: newLimiter(cfg.RateRegister), user: newLimiter(cfg.RateUser), anon: newLimiter(cfg.RateAnon)}
+	r := &rates{seed: maphash.MakeSeed(), shared: cfg.Rates,
+		registerR: cfg.RateRegister, userR: cfg.RateUser, anonR: cfg.RateAnon}
+	if r.shared == nil {
+		r.register, r.user, r.anon = newLimiter(cfg.RateRegister), newLimiter(cfg.RateUser), newLimiter(cfg.RateAnon)
+	}
+	return r
 }
 
 func (r *rates) addrKey(addr string) uint64 { return maphash.String(r.seed, addr) }
 
+// allowUser counts a request by a signed-in user; like the others it
+// returns how long to wait, 0 when allowed.
+func (r *rates) allowUser(ctx context.Context, id int64, now time.Time) (time.Duration, error) {
+	if r.shared == nil {
+		return r.user.allow(uint64(id), now), nil
+	}
+	return r.allowShared(ctx, r.userR, "user:"+strconv.FormatInt(id, 10), now)
+}
+
+// allowAnon counts a request without credentials from addr.
+func (r *rates) allowAnon(ctx context.Context, addr string, now time.Time) (time.Duration, error) {
+	if r.shared == nil {
+		return r.anon.allow(r.addrKey(addr), now), nil
+	}
+	return r.allowShared(ctx, r.anonR, "anon:"+addr, now)
+}
+
+// allowRegister counts a registration from addr.
+func (r *rates) allowRegister(ctx context.Context, addr string, now time.Time) (time.Duration, error) {
+	if r.shared == nil {
+		return r.register.allow(r.addrKey(addr), now), nil
+	}
+	return r.allowShared(ctx, r.registerR, "register:"+addr, now)
+}
+
+func (r *rates) allowShared(ctx context.Context, rate Rate, key string, now time.Time) (time.Duration, error) {
+	if rate.Off() {
+		return 0, nil
+	}
+	return r.shared.Allow(ctx, key, rate.N, rate.Per, now)
+}
+
+// throttled answers a request over a rate, or a failure to count it, and
+// reports whether it did.
+func (s *server) throttled(w http.ResponseWriter, r *http.Request, wait time.Duration, err error) bool {
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case wait > 0:
+		s.writeError(w, r, domain.Throttled(wait))
+	default:
+		return false
+	}
+	return true
+}
+
 // anonRate limits requests that carry no credentials, per client address.
 // Probes (/healthz, /readyz) are exempt: a load balancer polls them.
 func (s *server) anonRate(next http.Handler) http.Handler {
-	if s.rates.anon == nil {
+	if s.rates.anonR.Off() {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			if wait := s.rates.anon.allow(s.rates.addrKey(remoteAddr(r)), time.Now()); wait > 0 {
-				s.writeError(w, r, domain.Throttled(wait))
+			if wait, err := s.rates.allowAnon(r.Context(), remoteAddr(r), time.Now()); s.throttled(w, r, wait, err) {
 				return
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"healthrecord/app"
+	"healthrecord/ports"
 )
 
 // Config holds the adapter's settings.
@@ -36,6 +37,9 @@ type Config struct {
 	// requests per signed-in user, requests without a token per client
 	// address. The zero Rate is off.
 	RateRegister, RateUser, RateAnon Rate
+	// Rates counts the request rates where every instance sees them; nil
+	// counts in this process's memory.
+	Rates ports.Rates
 	// Observer is told of every answered request and sign-in (metrics);
 	// nil observes nothing.
 	Observer Observer

@@ -125,3 +125,17 @@ func openTestStore(tb testing.TB) testStore {
 	require.NoError(tb, db.Migrate(ctx))
 	return db
 }
+
+// countersOf are the throttle counters the service uses on db: shared in
+// the database on PostgreSQL, as `serve` wires them; nil (the app's and
+// the server's own memory) on SQLite.
+func countersOf(tb testing.TB, db testStore) (ports.Attempts, ports.Rates) {
+	tb.Helper()
+	pg, ok := db.(*postgres.DB)
+	if !ok {
+		return nil, nil
+	}
+	c, err := pg.Counters(context.Background())
+	require.NoError(tb, err)
+	return c, c
+}

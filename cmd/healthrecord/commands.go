@@ -86,7 +86,7 @@ func withApp(ctx context.Context, cmd command, args []string, getenv func(string
 		return err
 	}
 	defer db.Close()
-	return fn(newApp(db, nil, nil, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
+	return fn(newApp(db, nil, nil, nil, nil, c, newLogger(stderr, c.LogLevel)), c, fs.Args())
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

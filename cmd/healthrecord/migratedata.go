@@ -66,7 +66,7 @@ func cmdMigrateData(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer sdb.Close()
-	before, err := newApp(sdb, nil, nil, nil, src, log).CheckAudit(ctx, nil)
+	before, err := newApp(sdb, nil, nil, nil, nil, src, log).CheckAudit(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func cmdMigrateData(ctx context.Context, args []string, getenv func(string) stri
 		return fmt.Errorf("migrate-data: nothing copied: %w", err)
 	}
 
-	after, err := newApp(ddb, nil, nil, nil, dst, log).CheckAudit(ctx, nil)
+	after, err := newApp(ddb, nil, nil, nil, nil, dst, log).CheckAudit(ctx, nil)
 	if err != nil {
 		return err
 	}

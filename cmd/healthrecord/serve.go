@@ -111,8 +111,6 @@ func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 const hashCPUShare = 0.5
 
-// newApp wires the application for c. tokens and mailer may be nil for
-// commands that issue no token and send no email.
 // deliveryObserver is obs, or no observer at all when metrics are off (a
 // nil *Metrics inside the interface would not be nil).
 func deliveryObserver(obs *metrics.Metrics) ports.DeliveryObserver {
@@ -122,10 +120,15 @@ func deliveryObserver(obs *metrics.Metrics) ports.DeliveryObserver {
 	return obs
 }
 
-func newApp(db ports.Store, tokens ports.TokenIssuer, mailer ports.Mailer, obs ports.DeliveryObserver, c config, log *slog.Logger) *app.App {
+// newApp wires the application for c. tokens and mailer may be nil for
+// commands that issue no token and send no email; counters for the sign-in
+// throttle too (it counts in memory then, see store.SharedCounters).
+func newApp(db ports.Store, tokens ports.TokenIssuer, mailer ports.Mailer, obs ports.DeliveryObserver, counters sharedCounters,
+	c config, log *slog.Logger) *app.App {
 	return app.New(app.Deps{
 		Store: db, Tokens: tokens, Hasher: password.New(password.DefaultParams, hashConcurrency()).WithCPUShare(hashCPUShare),
 		Clock: systemClock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Mailer: mailer, Observer: obs,
+		Attempts: counters,
 	}, app.Config{AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, AutoApproveDoctors: c.AutoApproveDoctors,
 		OutboxBackoff: c.OutboxBackoff, OutboxMaxAge: c.OutboxMaxAge, HashConcurrency: hashConcurrency(), QuotaBytes: c.QuotaBytes})
 }
@@ -193,7 +196,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Info("email delivery on", "smtp_host", host, "smtp_connections", c.SMTPConnections)
 		mailer = m
 	}
-	a := newApp(db, tokens, mailer, deliveryObserver(obs), c, log)
+	counters, err := db.SharedCounters(ctx)
+	if err != nil {
+		return err
+	}
+	a := newApp(db, tokens, mailer, deliveryObserver(obs), counters, c, log)
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
@@ -212,7 +219,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	streamsDone := make(chan struct{})
 	hcfg := httpapi.Config{MaxBodyBytes: c.MaxBodyBytes, Ready: db.Ready, TLS: tlsCfg != nil,
 		TrustedProxies: c.TrustedProxies, PublicURL: c.PublicURL,
-		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon,
+		RateRegister: c.RateRegister, RateUser: c.RateUser, RateAnon: c.RateAnon, Rates: counters, // nil: in memory
 		Stream: httpapi.StreamConfig{Done: streamsDone}, Version: readBuildInfo().Version, StartedAt: time.Now()}
 	if obs != nil {
 		hcfg.Observer = obs
@@ -238,6 +245,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if pg, ok := db.(pgStore); ok {
 		waits++
 		go func() { pg.Listen(bg, othersCommitted(bg, a, dispatcher, log)); done <- struct{}{} }()
+	}
+	if counters != nil {
+		waits++
+		go func() { counters.Run(bg); done <- struct{}{} }()
 	}
 	if metricsLn != nil {
 		waits++

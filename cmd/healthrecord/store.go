@@ -40,7 +40,19 @@ type store interface {
 	Migrate(ctx context.Context) error
 	UseAuditKey(ctx context.Context, key domain.AuditKey, rekey bool) error
 	MigrationStates(ctx context.Context) ([]migrationState, error)
+	// SharedCounters are the counters of the sign-in throttle and the
+	// request rates that every instance on the database shares; nil when
+	// one process serves it and the app and the server count in memory.
+	SharedCounters(ctx context.Context) (sharedCounters, error)
 	Close() error
+}
+
+// sharedCounters count throttles and rates across instances; Run prunes
+// them until ctx ends.
+type sharedCounters interface {
+	ports.Attempts
+	ports.Rates
+	Run(ctx context.Context)
 }
 
 // migrationState is one embedded migration and whether it is applied.
@@ -63,7 +75,20 @@ func (s sqliteStore) MigrationStates(ctx context.Context) ([]migrationState, err
 	return out, err
 }
 
+// SharedCounters implements store: none, a SQLite file has one process.
+func (sqliteStore) SharedCounters(context.Context) (sharedCounters, error) { return nil, nil }
+
 type pgStore struct{ *postgres.DB }
+
+// SharedCounters implements store: several instances may serve one
+// PostgreSQL database, so they count in it.
+func (s pgStore) SharedCounters(ctx context.Context) (sharedCounters, error) {
+	c, err := s.Counters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
 func (s pgStore) MigrationStates(ctx context.Context) ([]migrationState, error) {
 	st, err := s.MigrationStatus(ctx)

@@ -75,9 +75,11 @@ func count(t *testing.T, db *pgx.Conn, query string, args ...any) int {
 // every assignment, whichever instance took it, gives exactly one in-app
 // notification and one email; a token from one instance works on the
 // others, and a revocation on one (or through the CLI) is refused by the
-// others within a second; an instance SIGKILLed while it holds leased email deliveries
-// loses none of them (the others deliver them once the lease ends) and
-// doubles no notification; the audit trail verifies afterwards.
+// others within a second; ten failed sign-ins spread over the three make
+// the eleventh 429 on each; an instance SIGKILLed while it holds leased
+// email deliveries loses none of them (the others deliver them once the
+// lease ends) and doubles no notification; the audit trail verifies
+// afterwards.
 func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real binary three times")
@@ -200,6 +202,20 @@ func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
 		slowest = max(slowest, refusedWithin(t, others, tk.Access, time.Second))
 	}
 	t.Logf("sign-out on one instance: token refused by the other two after at most %s (5 rounds)", slowest)
+
+	// Failed sign-ins are counted in the database: ten spread over the
+	// three, and the eleventh is refused on every one of them.
+	_, _ = srv[0].mustUser("guessed", "PATIENT")
+	wrong := map[string]string{"username": "guessed", "password": "wrong-guess"}
+	for i := range 10 {
+		code, _ := srv[i%3].call("POST", "/api/token/", "", wrong, nil)
+		require.Equal(t, http.StatusUnauthorized, code, "attempt %d on instance %d", i, i%3)
+	}
+	for i, s := range srv {
+		code, h := s.call("POST", "/api/token/", "", wrong, nil)
+		assert.Equal(t, http.StatusTooManyRequests, code, "the eleventh on instance %d", i)
+		assert.NotEmpty(t, h.Get("Retry-After"), "instance %d", i)
+	}
 
 	// A burst through all three; instance 2 is killed while it holds
 	// leased email deliveries, the relay stalling so it cannot finish them.

@@ -27,14 +27,22 @@ func TestPostgres_ServeInstancesShareThrottles(t *testing.T) {
 		assert.NotEmpty(t, h.Get("Retry-After"), "instance %d", i)
 	}
 
-	wrong := map[string]string{"username": "spread", "password": "wrong-guess"}
+	requireGuessesCountedTogether(t, in[:], "spread")
+}
+
+// requireGuessesCountedTogether makes ten wrong sign-ins as username spread
+// over the instances, then checks that the eleventh is refused (429 with
+// Retry-After) on every one of them.
+func requireGuessesCountedTogether(t *testing.T, in []*server, username string) {
+	t.Helper()
+	wrong := map[string]string{"username": username, "password": "wrong-guess"}
 	for i := range 10 {
-		code, _ := in[i%2].call("POST", "/api/token/", "", wrong, nil)
-		require.Equal(t, http.StatusUnauthorized, code, "attempt %d on instance %d", i, i%2)
+		code, _ := in[i%len(in)].call("POST", "/api/token/", "", wrong, nil)
+		require.Equal(t, http.StatusUnauthorized, code, "attempt %d on instance %d", i, i%len(in))
 	}
 	for i, s := range in {
 		code, h := s.call("POST", "/api/token/", "", wrong, nil)
-		assert.Equal(t, http.StatusTooManyRequests, code, "instance %d", i)
+		assert.Equal(t, http.StatusTooManyRequests, code, "the eleventh on instance %d", i)
 		assert.NotEmpty(t, h.Get("Retry-After"), "instance %d", i)
 	}
 }

@@ -206,16 +206,7 @@ func TestPostgres_ThreeInstancesShareOneDatabase(t *testing.T) {
 	// Failed sign-ins are counted in the database: ten spread over the
 	// three, and the eleventh is refused on every one of them.
 	_, _ = srv[0].mustUser("guessed", "PATIENT")
-	wrong := map[string]string{"username": "guessed", "password": "wrong-guess"}
-	for i := range 10 {
-		code, _ := srv[i%3].call("POST", "/api/token/", "", wrong, nil)
-		require.Equal(t, http.StatusUnauthorized, code, "attempt %d on instance %d", i, i%3)
-	}
-	for i, s := range srv {
-		code, h := s.call("POST", "/api/token/", "", wrong, nil)
-		assert.Equal(t, http.StatusTooManyRequests, code, "the eleventh on instance %d", i)
-		assert.NotEmpty(t, h.Get("Retry-After"), "instance %d", i)
-	}
+	requireGuessesCountedTogether(t, srv, "guessed")
 
 	// A burst through all three; instance 2 is killed while it holds
 	// leased email deliveries, the relay stalling so it cannot finish them.

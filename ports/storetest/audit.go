@@ -36,6 +36,35 @@ func requireIntact(t *testing.T, s ports.Store) int64 {
 	return c.Entries
 }
 
+// auditFilterCase is a filter and the entries it must keep.
+type auditFilterCase struct {
+	name string
+	f    ports.AuditFilter
+	keep func(domain.AuditEntry) bool
+}
+
+// checkAuditFilters lists es (appended to s) through each filter in pages
+// of several sizes: the entries kept, newest first, each once.
+func checkAuditFilters(t *testing.T, s ports.Store, es []domain.AuditEntry, cases []auditFilterCase) {
+	t.Helper()
+	for _, tc := range cases {
+		want := map[int64]time.Time{}
+		for _, e := range es {
+			if tc.keep(e) {
+				want[e.ID] = e.At
+			}
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			for _, size := range []int{1, 2, 3, 10} {
+				got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
+					return s.Audit().List(ctx(t), tc.f, pg)
+				}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
+				assert.Equal(t, newestFirst(want), append([]int64{}, got...), "pages of %d", size)
+			}
+		})
+	}
+}
+
 func testAudit(t *testing.T, open Opener) {
 	t.Run("head_and_verify_since", func(t *testing.T) {
 		s := open(t)
@@ -139,20 +168,7 @@ func testAudit(t *testing.T, open Opener) {
 		es[1].Action, es[5].Action = domain.ActionRecordList, domain.ActionRecordList
 		require.NoError(t, s.Audit().Append(ctx(t), es[:3]...))
 		require.NoError(t, s.Audit().Append(ctx(t), es[3:]...))
-		want := func(keep func(domain.AuditEntry) bool) []int64 {
-			m := map[int64]time.Time{}
-			for _, e := range es {
-				if keep(e) {
-					m[e.ID] = e.At
-				}
-			}
-			return newestFirst(m)
-		}
-		for _, tc := range []struct {
-			name string
-			f    ports.AuditFilter
-			keep func(domain.AuditEntry) bool
-		}{
+		checkAuditFilters(t, s, es, []auditFilterCase{
 			{"all", ports.AuditFilter{}, func(domain.AuditEntry) bool { return true }},
 			{"actor", ports.AuditFilter{ActorID: 1}, func(e domain.AuditEntry) bool { return e.ActorID == 1 }},
 			{"record", ports.AuditFilter{RecordID: 10}, func(e domain.AuditEntry) bool { return e.RecordID == 10 }},
@@ -166,16 +182,7 @@ func testAudit(t *testing.T, open Opener) {
 			{"action_and_actor", ports.AuditFilter{Action: domain.ActionRecordRead, ActorID: 2}, func(e domain.AuditEntry) bool {
 				return e.Action == domain.ActionRecordRead && e.ActorID == 2
 			}},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				for _, size := range []int{1, 2, 10} {
-					got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
-						return s.Audit().List(ctx(t), tc.f, pg)
-					}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
-					assert.Equal(t, want(tc.keep), got, "pages of %d", size)
-				}
-			})
-		}
+		})
 	})
 
 	// A list leaves one entry per record it showed, alike but for record
@@ -203,20 +210,7 @@ func testAudit(t *testing.T, open Opener) {
 		for i, e := range es {
 			require.Equal(t, int64(i+1), e.ID)
 		}
-		want := func(keep func(domain.AuditEntry) bool) []int64 {
-			m := map[int64]time.Time{}
-			for _, e := range es {
-				if keep(e) {
-					m[e.ID] = e.At
-				}
-			}
-			return newestFirst(m)
-		}
-		for _, tc := range []struct {
-			name string
-			f    ports.AuditFilter
-			keep func(domain.AuditEntry) bool
-		}{
+		checkAuditFilters(t, s, es, []auditFilterCase{
 			{"all", ports.AuditFilter{}, func(domain.AuditEntry) bool { return true }},
 			{"record", ports.AuditFilter{RecordID: 11}, func(e domain.AuditEntry) bool { return e.RecordID == 11 }},
 			{"patient", ports.AuditFilter{PatientID: 2}, func(e domain.AuditEntry) bool { return e.PatientID == 2 }},
@@ -231,16 +225,7 @@ func testAudit(t *testing.T, open Opener) {
 			{"action", ports.AuditFilter{Action: domain.ActionRecordList}, func(e domain.AuditEntry) bool {
 				return e.Action == domain.ActionRecordList
 			}},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				for _, size := range []int{1, 2, 3, 10} {
-					got := walk(t, size, func(pg domain.Page) ([]domain.AuditEntry, error) {
-						return s.Audit().List(ctx(t), tc.f, pg)
-					}, func(e domain.AuditEntry) (time.Time, int64) { return e.At, e.ID })
-					assert.Equal(t, want(tc.keep), append([]int64{}, got...), "pages of %d", size)
-				}
-			})
-		}
+		})
 		// Each entry comes back whole, hashes included.
 		got, err := s.Audit().List(ctx(t), ports.AuditFilter{}, domain.Page{Limit: 100})
 		require.NoError(t, err)

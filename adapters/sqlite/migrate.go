@@ -61,7 +61,18 @@ func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	clashes, err := backfillKeys(ctx, db.write)
+	// One transaction for the whole backfill: one commit, not one per
+	// account of an old database.
+	var clashes []string
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err == nil {
+		clashes, err = backfillKeys(ctx, tx)
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			_ = tx.Rollback()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

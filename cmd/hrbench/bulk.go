@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"healthrecord/adapters/password"
+	"healthrecord/internal/username"
 )
 
 // bulkBatch is how many records go in one transaction.
@@ -49,8 +50,8 @@ func bulkSeed(ctx context.Context, path string, sz sizes, total int) (Seeding, e
 	// Accounts: doctors get ids 1..D, patients D+1..D+P.
 	t0 := time.Now()
 	err = inTx(ctx, db, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO users (id, username, email, role, approved, active, password_hash, created_at)
-			VALUES (?, ?, ?, ?, ?, 1, ?, ?)`)
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO users (id, username, username_key, email, role, approved, active, password_hash, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -59,7 +60,7 @@ func bulkSeed(ctx context.Context, path string, sz sizes, total int) (Seeding, e
 			if i >= sz.Doctors {
 				name, role, approved = patientName("bulk", i-sz.Doctors), "PATIENT", 0
 			}
-			if _, err := ins.ExecContext(ctx, i+1, name, name+"@bench.example", role, approved, hash, at(i)); err != nil {
+			if _, err := ins.ExecContext(ctx, i+1, name, username.Key(name), name+"@bench.example", role, approved, hash, at(i)); err != nil {
 				return err
 			}
 		}

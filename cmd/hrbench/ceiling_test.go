@@ -34,7 +34,7 @@ func TestCeiling_SameBytesAsHealthrecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tmp := t.TempDir()
-	srv, err := startServer(ctx, bin, filepath.Join(tmp, "hr.db"), filepath.Join(tmp, "serve.log"))
+	srv, err := startServer(ctx, bin, filepath.Join(tmp, "hr.db"), "", filepath.Join(tmp, "serve.log"))
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, srv.stop()) }()
 

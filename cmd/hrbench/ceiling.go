@@ -84,6 +84,14 @@ const (
 	ceilInsertPGOff = "insert sync_commit off" // one INSERT, its own commit, synchronous_commit=off
 )
 
+// pgCeilingNameIf is pgCeilingName(name) if pg, else name.
+func pgCeilingNameIf(pg bool, name string) string {
+	if pg {
+		return pgCeilingName(name)
+	}
+	return name
+}
+
 // pgCeilingName is the PostgreSQL ceiling that stands for a SQLite one.
 func pgCeilingName(name string) string {
 	switch name {

@@ -226,7 +226,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		if err != nil {
 			return err
 		}
-		b.pg, rep.Store = pg, storePostgres
+		b.pg, rep.Store, rep.Database = pg, storePostgres, pg.Name
 		defer func() {
 			if o.Keep {
 				pg.close()

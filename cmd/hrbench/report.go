@@ -108,8 +108,10 @@ type Report struct {
 	Target  string  `json:"target"`
 	// Store is the database healthrecord ran on (sqlite or postgres),
 	// Instances how many serve processes shared it.
-	Store       string     `json:"store,omitempty"`
-	Instances   int        `json:"instances,omitempty"`
+	Store     string `json:"store,omitempty"`
+	Instances int    `json:"instances,omitempty"`
+	// Database is the PostgreSQL database made for the run.
+	Database    string     `json:"database,omitempty"`
 	FsyncPerSec float64    `json:"fsync_per_sec"`
 	Seeding     Seeding    `json:"seeding"`
 	Server      ServerInfo `json:"server"`

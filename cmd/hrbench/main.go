@@ -227,6 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return err
 		}
 		b.pg, rep.Store, rep.Database = pg, storePostgres, pg.Name
+		pg.logf = logf
 		defer func() {
 			if o.Keep {
 				pg.close()

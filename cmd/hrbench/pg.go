@@ -50,6 +50,8 @@ type pgDatabase struct {
 	conn  *pgx.Conn
 	local bool // the server runs on this machine: its backends' CPU is readable
 	admin string
+	// logf reports what the benchmark could not measure (nil: nothing).
+	logf func(string, ...any)
 }
 
 // createPGDatabase creates hrbench_<random> on the server of admin (a
@@ -141,11 +143,14 @@ func (d *pgDatabase) backendPIDs(ctx context.Context) []int {
 		return nil
 	}
 	rows, err := d.conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
-	if err != nil {
-		return nil
+	var pids []int32
+	if err == nil {
+		pids, err = pgx.CollectRows(rows, pgx.RowTo[int32])
 	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
+		if d.logf != nil {
+			d.logf("db CPU not measured: %v", err)
+		}
 		return nil
 	}
 	out := make([]int, len(pids))

@@ -152,20 +152,14 @@ func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// waitOutbox waits until the server's outbox has no pending event due
-// (read from its database file: WAL lets a reader in beside the server),
-// returning how many were pending at first and how long they took.
-func waitOutbox(ctx context.Context, path string, limit time.Duration) (int, time.Duration, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer db.Close()
+// waitOutbox waits until count (the server's pending outbox events) is
+// zero, returning how many were pending at first and how long they took.
+func waitOutbox(ctx context.Context, count func(context.Context) (int, error), limit time.Duration) (int, time.Duration, error) {
 	start := time.Now()
 	first := -1
 	for {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE state = 'pending'`).Scan(&n); err != nil {
+		n, err := count(ctx)
+		if err != nil {
 			return 0, 0, fmt.Errorf("outbox backlog: %w", err)
 		}
 		if first < 0 {
@@ -182,6 +176,21 @@ func waitOutbox(ctx context.Context, path string, limit time.Duration) (int, tim
 			return first, time.Since(start), ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// sqliteOutbox counts the pending outbox events in the SQLite database at
+// path (WAL lets a reader in beside the server).
+func sqliteOutbox(path string) func(context.Context) (int, error) {
+	return func(ctx context.Context) (int, error) {
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+		if err != nil {
+			return 0, err
+		}
+		defer db.Close()
+		var n int
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE state = 'pending'`).Scan(&n)
+		return n, err
 	}
 }
 
@@ -263,7 +272,7 @@ func (b *bench) scaleRun(ctx context.Context, bin, tmp, defaultDB string, baseli
 	}
 	b.logf("bulk-seeded in %.1fs %s; %.1f MiB", seeding.Seconds, fmtSteps(seeding.Steps), float64(sc.DBBytes)/(1<<20))
 
-	srv, err := startServer(ctx, bin, path, filepath.Join(tmp, "serve-scale.log"))
+	srv, err := startServer(ctx, bin, path, "", filepath.Join(tmp, "serve-scale.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +282,7 @@ func (b *bench) scaleRun(ctx context.Context, bin, tmp, defaultDB string, baseli
 
 	// Sign in the busy doctor and a sample of patients.
 	sb := *b
-	sb.base, sb.srv = srv.url, srv
+	sb.useServers([]*serverProc{srv})
 	ds := &dataset{Password: benchPassword, Seeding: seeding, Doctors: []user{{ID: 1, Name: doctorName("bulk", 0)}},
 		Patients: make([]user, min(sz.Patients, 200))}
 	for i := range ds.Patients {
@@ -300,11 +309,11 @@ func (b *bench) scaleRun(ctx context.Context, bin, tmp, defaultDB string, baseli
 	}
 	for _, m := range []struct {
 		name, scenario string
-		g              gen
+		g              []gen
 	}{
-		{"list", "list", sb.genList()},
-		{"doctor-list", "doctor-list", sb.genGet(first, ds.Doctors[0].Token)},
-		{"doctor-list-cursor", "doctor-list", sb.genGet(later, ds.Doctors[0].Token)},
+		{"list", "list", sb.each(sb.genList)},
+		{"doctor-list", "doctor-list", sb.each(sb.genGet(first, ds.Doctors[0].Token))},
+		{"doctor-list-cursor", "doctor-list", sb.each(sb.genGet(later, ds.Doctors[0].Token))},
 	} {
 		r, err := sb.measure(ctx, m.name, m.scenario, o.Conns, m.g)
 		if err != nil {

@@ -1,7 +1,7 @@
 package main
 
 // The ceiling: the least a careful server does for the same request and
-// the same answer, built with the same libraries and SQLite settings as
+// the same answer, built with the same libraries and database settings as
 // healthrecord, so that "how far from the ceiling" is a fair question. It
 // holds a copy of healthrecord's seeded records and comments (same ids,
 // same users), answers the same paths with the same JSON bytes (a list is
@@ -44,6 +44,11 @@ import (
 // HS256 key in hex (in the environment, not on the command line).
 const ceilingChildEnv = "HRBENCH_CEILING_KEY"
 
+// ceilingPGEnv, when set, is healthrecord's PostgreSQL database: the
+// ceiling copies its rows into a schema there and serves from it. (In the
+// environment: the URL may hold a password.)
+const ceilingPGEnv = "HRBENCH_CEILING_PG"
+
 // ceilingPragmas are healthrecord's settings (WAL, a busy timeout); the
 // synchronous level is set per pool.
 const ceilingPragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
@@ -73,7 +78,30 @@ const (
 	ceilInsertNormal = "insert NORMAL" // one INSERT, its own commit, synchronous=NORMAL (WAL)
 	ceilMixed        = "mixed 80/20"   // 40% list, 40% read, 20% insert FULL
 	ceilSignin       = "signin"        // argon2id check + session row + token
+	// On PostgreSQL the insert ceilings are these, in place of FULL and
+	// NORMAL.
+	ceilInsertPGOn  = "insert sync_commit on"  // one INSERT, its own commit, synchronous_commit=on
+	ceilInsertPGOff = "insert sync_commit off" // one INSERT, its own commit, synchronous_commit=off
 )
+
+// pgCeilingNameIf is pgCeilingName(name) if pg, else name.
+func pgCeilingNameIf(pg bool, name string) string {
+	if pg {
+		return pgCeilingName(name)
+	}
+	return name
+}
+
+// pgCeilingName is the PostgreSQL ceiling that stands for a SQLite one.
+func pgCeilingName(name string) string {
+	switch name {
+	case ceilInsertFull:
+		return ceilInsertPGOn
+	case ceilInsertNormal:
+		return ceilInsertPGOff
+	}
+	return name
+}
 
 // What the ceiling serves, for the report.
 const (
@@ -115,7 +143,10 @@ func startCeiling(ctx context.Context, tmp string, src ceilingSource) (*ceiling,
 	}
 	db := filepath.Join(tmp, "ceiling.db")
 	args := []string{"--addr", addr, "--db", db}
-	if src.FromDB != "" {
+	var env []string
+	if isPostgresURL(src.FromDB) {
+		env = append(env, ceilingPGEnv+"="+src.FromDB)
+	} else if src.FromDB != "" {
 		args = append(args, "--from", src.FromDB)
 	} else {
 		perOwner := 1
@@ -126,7 +157,7 @@ func startCeiling(ctx context.Context, tmp string, src ceilingSource) (*ceiling,
 			"--comments", strconv.Itoa(src.Comments))
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), ceilingChildEnv+"="+hex.EncodeToString(key))
+	cmd.Env = append(append(os.Environ(), env...), ceilingChildEnv+"="+hex.EncodeToString(key))
 	p, err := launch(ctx, cmd, "http://"+addr, db, filepath.Join(tmp, "ceiling.log"))
 	if err != nil {
 		return nil, err
@@ -182,9 +213,9 @@ func (c *ceiling) gen(name string) gen {
 		return list
 	case ceilRead:
 		return read
-	case ceilInsertFull:
+	case ceilInsertFull, ceilInsertPGOn:
 		return insert("")
-	case ceilInsertNormal:
+	case ceilInsertNormal, ceilInsertPGOff:
 		return insert(pathNormalPrefix)
 	case ceilMixed:
 		return weighted([]int{40, 40, 20}, []gen{list, read, insert("")})
@@ -197,7 +228,8 @@ func (c *ceiling) gen(name string) gen {
 	panic("unknown ceiling " + name)
 }
 
-// ceilingChild is the ceiling server's main.
+// ceilingChild is the ceiling server's main: on a SQLite file of its own,
+// or (--pg) on a schema of its own in healthrecord's PostgreSQL database.
 func ceilingChild(args []string) error {
 	key, err := hex.DecodeString(os.Getenv(ceilingChildEnv))
 	if err != nil || len(key) < 32 {
@@ -216,17 +248,26 @@ func ceilingChild(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if *from != "" {
-		err = seedCeilingFrom(ctx, *dbPath, *from)
+	var s *ceilingServer
+	if pgURL := os.Getenv(ceilingPGEnv); pgURL != "" {
+		if err := seedCeilingPG(ctx, pgURL); err != nil {
+			return err
+		}
+		if s, err = openCeilingPG(ctx, pgURL, key); err != nil {
+			return err
+		}
 	} else {
-		err = seedCeilingGenerated(ctx, *dbPath, *owners, max(1, *perOwner), *comments)
-	}
-	if err != nil {
-		return err
-	}
-	s, err := openCeiling(ctx, *dbPath, key)
-	if err != nil {
-		return err
+		if *from != "" {
+			err = seedCeilingFrom(ctx, *dbPath, *from)
+		} else {
+			err = seedCeilingGenerated(ctx, *dbPath, *owners, max(1, *perOwner), *comments)
+		}
+		if err != nil {
+			return err
+		}
+		if s, err = openCeiling(ctx, *dbPath, key); err != nil {
+			return err
+		}
 	}
 	defer s.Close()
 	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -338,20 +379,56 @@ func seedCeilingGenerated(ctx context.Context, path string, owners, perOwner, co
 
 // ceilingServer answers the ceiling's requests.
 type ceilingServer struct {
-	auth                    hs256
-	read, writeFull, writeN *sql.DB
-	list, one               *sql.Stmt
-	insFull, insNormal      *sql.Stmt
-	signinUser, signinSess  *sql.Stmt
-	hashSem                 chan struct{}
-	scratch                 chan *ceilingScratch
+	auth    hs256
+	db      ceilingDB
+	hashSem chan struct{}
+	scratch chan *ceilingScratch
 }
 
-// openCeiling opens the ceiling's pools on its seeded database and
+// ceilingDB is the ceiling's statements on one store (SQLite or
+// PostgreSQL), each one prepared statement.
+type ceilingDB interface {
+	// list is a patient's first page joined with its comments; one is a
+	// record the user owns or is assigned, with its comments. The rows
+	// are read through sc, which they belong to until closed.
+	list(ctx context.Context, sc *ceilingScratch, uid int64) (ceilingRows, error)
+	one(ctx context.Context, sc *ceilingScratch, id, uid int64) (ceilingRows, error)
+	// insert adds a record in its own commit, durable (synchronous=FULL,
+	// synchronous_commit=on) or relaxed (NORMAL, off).
+	insert(ctx context.Context, durable bool, uid int64, doctor *int64, title, content string, now int64) (int64, error)
+	signinUser(ctx context.Context, username string) (id int64, salt, hash []byte, err error)
+	addSession(ctx context.Context, sid string, uid, now int64) error
+	Close() error
+}
+
+// ceilingRows are a statement's rows, scanned into a ceilingRow.
+type ceilingRows interface {
+	Next() bool
+	scan(row *ceilingRow) error
+	Err() error
+	Close()
+}
+
+func newCeilingServer(db ceilingDB, key []byte) *ceilingServer {
+	return &ceilingServer{auth: newHS256(key), db: db, hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		// A free list rather than a sync.Pool: a collection never empties
+		// it, so a steady load allocates no scratch at all.
+		scratch: make(chan *ceilingScratch, 256)}
+}
+
+// sqliteCeiling is the ceiling's statements on its SQLite file.
+type sqliteCeiling struct {
+	read, writeFull, writeN *sql.DB
+	listSt, oneSt           *sql.Stmt
+	insFull, insNormal      *sql.Stmt
+	userSt, sessSt          *sql.Stmt
+}
+
+// openCeiling opens the ceiling's pools on its seeded SQLite database and
 // prepares its statements.
 func openCeiling(ctx context.Context, path string, key []byte) (*ceilingServer, error) {
 	base := "file:" + path + "?" + ceilingPragmas
-	s := &ceilingServer{auth: newHS256(key), hashSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
+	s := &sqliteCeiling{}
 	var err error
 	open := func(dsn string, conns int) *sql.DB {
 		if err != nil {
@@ -378,13 +455,13 @@ func openCeiling(ctx context.Context, path string, key []byte) (*ceilingServer, 
 	}
 	// One statement per answer, as healthrecord's uncached path: the page
 	// (or the record) joined with its comments, oldest comment first.
-	s.list = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
+	s.listSt = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
 		  c.id, c.doctor_id, c.comment, c.created_at
 		FROM (SELECT id, patient_id, doctor_id, title, content, created_at, updated_at FROM records
 		      WHERE patient_id = ?1 ORDER BY created_at DESC, id DESC LIMIT `+strconv.Itoa(ceilingPage)+`) r
 		LEFT JOIN comments c ON c.record_id = r.id
 		ORDER BY r.created_at DESC, r.id DESC, c.created_at, c.id`)
-	s.one = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
+	s.oneSt = prep(s.read, `SELECT r.id, r.patient_id, r.doctor_id, r.title, r.content, r.created_at, r.updated_at,
 		  c.id, c.doctor_id, c.comment, c.created_at
 		FROM records r LEFT JOIN comments c ON c.record_id = r.id
 		WHERE r.id = ?1 AND (r.patient_id = ?2 OR r.doctor_id = ?2)
@@ -392,20 +469,92 @@ func openCeiling(ctx context.Context, path string, key []byte) (*ceilingServer, 
 	const ins = `INSERT INTO records (patient_id, doctor_id, title, content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
 	s.insFull = prep(s.writeFull, ins)
 	s.insNormal = prep(s.writeN, ins)
-	s.signinUser = prep(s.read, `SELECT id, salt, hash FROM users WHERE username = ?`)
-	s.signinSess = prep(s.writeFull, `INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)`)
+	s.userSt = prep(s.read, `SELECT id, salt, hash FROM users WHERE username = ?`)
+	s.sessSt = prep(s.writeFull, `INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)`)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	// A free list rather than a sync.Pool: a collection never empties it,
-	// so a steady load allocates no scratch at all.
-	s.scratch = make(chan *ceilingScratch, 256)
-	return s, nil
+	return newCeilingServer(s, key), nil
 }
 
+// sqliteRows scans a SQLite statement's rows through its nullable
+// columns; it lives in the request's scratch.
+type sqliteRows struct {
+	*sql.Rows
+	dest                  []any
+	id, patient, cat, uat int64
+	doctor                sql.NullInt64
+	title, content        string
+	cid, cdoctor, ccat    sql.NullInt64
+	ctext                 sql.NullString
+}
+
+func (r *sqliteRows) scan(row *ceilingRow) error {
+	if r.dest == nil {
+		r.dest = []any{&r.id, &r.patient, &r.doctor, &r.title, &r.content, &r.cat, &r.uat, &r.cid, &r.cdoctor, &r.ctext, &r.ccat}
+	}
+	if err := r.Rows.Scan(r.dest...); err != nil {
+		return err
+	}
+	*row = ceilingRow{id: r.id, patient: r.patient, doctor: r.doctor.Int64, title: r.title, content: r.content, cat: r.cat, uat: r.uat,
+		cid: r.cid.Int64, cdoctor: r.cdoctor.Int64, ctext: r.ctext.String, ccat: r.ccat.Int64, hasComment: r.cid.Valid}
+	return nil
+}
+
+func (r *sqliteRows) Close() {
+	_ = r.Rows.Close()
+	r.Rows, r.title, r.content, r.ctext = nil, "", "", sql.NullString{}
+}
+
+func (s *sqliteCeiling) query(ctx context.Context, sc *ceilingScratch, st *sql.Stmt, args ...any) (ceilingRows, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	sc.sqlite.Rows = rows
+	return &sc.sqlite, nil
+}
+
+func (s *sqliteCeiling) list(ctx context.Context, sc *ceilingScratch, uid int64) (ceilingRows, error) {
+	return s.query(ctx, sc, s.listSt, uid)
+}
+
+func (s *sqliteCeiling) one(ctx context.Context, sc *ceilingScratch, id, uid int64) (ceilingRows, error) {
+	return s.query(ctx, sc, s.oneSt, id, uid)
+}
+
+func (s *sqliteCeiling) insert(ctx context.Context, durable bool, uid int64, doctor *int64, title, content string, now int64) (int64, error) {
+	st := s.insNormal
+	if durable {
+		st = s.insFull
+	}
+	var d any
+	if doctor != nil {
+		d = *doctor
+	}
+	res, err := st.ExecContext(ctx, uid, d, title, content, now, now)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+func (s *sqliteCeiling) signinUser(ctx context.Context, username string) (id int64, salt, hash []byte, err error) {
+	err = s.userSt.QueryRowContext(ctx, username).Scan(&id, &salt, &hash)
+	return id, salt, hash, err
+}
+
+func (s *sqliteCeiling) addSession(ctx context.Context, sid string, uid, now int64) error {
+	_, err := s.sessSt.ExecContext(ctx, sid, uid, now)
+	return err
+}
+
+// Close closes the server's database.
+func (s *ceilingServer) Close() error { return s.db.Close() }
+
 // Close closes the pools (and with them the statements).
-func (s *ceilingServer) Close() error {
+func (s *sqliteCeiling) Close() error {
 	var errs []error
 	for _, db := range []*sql.DB{s.read, s.writeFull, s.writeN} {
 		if db != nil {
@@ -422,27 +571,30 @@ func (s *ceilingServer) handler() http.Handler {
 	})
 	mux.HandleFunc("GET "+pathRecords+"{$}", s.handleList)
 	mux.HandleFunc("GET "+pathRecords+"{id}/{$}", s.handleRead)
-	mux.HandleFunc("POST "+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, s.insFull) })
-	mux.HandleFunc("POST "+pathNormalPrefix+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, s.insNormal) })
+	mux.HandleFunc("POST "+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, true) })
+	mux.HandleFunc("POST "+pathNormalPrefix+pathRecords+"{$}", func(w http.ResponseWriter, r *http.Request) { s.handleInsert(w, r, false) })
 	mux.HandleFunc("POST "+pathSignin+"{$}", s.handleSignin)
 	return mux
 }
 
 // ceilingScratch is one request's reusable memory: the answer's buffer,
-// the token's decoding space and the row's scan targets.
+// the token's decoding space, the row and the store's scan targets.
 type ceilingScratch struct {
-	buf  []byte
-	tok  [1024]byte
-	row  ceilingRow
-	dest []any
+	buf    []byte
+	tok    [1024]byte
+	row    ceilingRow
+	sqlite sqliteRows
+	pg     pgRows
 }
 
+// ceilingRow is one row of a list or read: a record, and one of its
+// comments when hasComment. A doctor of 0 is none.
 type ceilingRow struct {
-	id, patient, cat, uat int64
-	doctor                sql.NullInt64
-	title, content        string
-	cid, cdoctor, ccat    sql.NullInt64
-	ctext                 sql.NullString
+	id, patient, doctor, cat, uat int64
+	title, content                string
+	hasComment                    bool
+	cid, cdoctor, ccat            int64
+	ctext                         string
 }
 
 func (s *ceilingServer) getScratch() *ceilingScratch {
@@ -451,17 +603,14 @@ func (s *ceilingServer) getScratch() *ceilingScratch {
 		return sc
 	default:
 	}
-	sc := &ceilingScratch{buf: make([]byte, 0, 16<<10)}
-	r := &sc.row
-	sc.dest = []any{&r.id, &r.patient, &r.doctor, &r.title, &r.content, &r.cat, &r.uat, &r.cid, &r.cdoctor, &r.ctext, &r.ccat}
-	return sc
+	return &ceilingScratch{buf: make([]byte, 0, 16<<10)}
 }
 
 func (s *ceilingServer) putScratch(sc *ceilingScratch) {
 	if cap(sc.buf) > 256<<10 { // one huge answer does not pin its memory
 		sc.buf = make([]byte, 0, 16<<10)
 	}
-	sc.row.title, sc.row.content, sc.row.ctext = "", "", sql.NullString{}
+	sc.row = ceilingRow{}
 	select {
 	case s.scratch <- sc:
 	default:
@@ -512,7 +661,11 @@ func (s *ceilingServer) handleList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, _, err := s.records(r.Context(), sc, s.list, uid)
+	rows, err := s.db.list(r.Context(), sc, uid)
+	var body []byte
+	if err == nil {
+		body, _, err = s.records(sc, rows)
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -534,7 +687,12 @@ func (s *ceilingServer) handleRead(w http.ResponseWriter, r *http.Request) {
 		writeCeilingBody(w, http.StatusNotFound, bodyNotFound)
 		return
 	}
-	body, n, err := s.records(r.Context(), sc, s.one, id, uid)
+	rows, err := s.db.one(r.Context(), sc, id, uid)
+	var body []byte
+	var n int
+	if err == nil {
+		body, n, err = s.records(sc, rows)
+	}
 	switch {
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -546,20 +704,16 @@ func (s *ceilingServer) handleRead(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// records runs st (records joined with their comments, grouped by
-// record) and appends them to sc.buf as a JSON array; n is how many
-// records there were.
-func (s *ceilingServer) records(ctx context.Context, sc *ceilingScratch, st *sql.Stmt, args ...any) ([]byte, int, error) {
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, 0, err
-	}
+// records reads rows (records joined with their comments, grouped by
+// record), closes them, and appends them to sc.buf as a JSON array; n is
+// how many records there were.
+func (s *ceilingServer) records(sc *ceilingScratch, rows ceilingRows) ([]byte, int, error) {
 	defer rows.Close()
 	b := append(sc.buf[:0], '[')
 	row := &sc.row
 	n, last := 0, int64(0)
 	for rows.Next() {
-		if err := rows.Scan(sc.dest...); err != nil {
+		if err := rows.scan(row); err != nil {
 			return nil, 0, err
 		}
 		if n == 0 || row.id != last {
@@ -567,12 +721,12 @@ func (s *ceilingServer) records(ctx context.Context, sc *ceilingScratch, st *sql
 				b = append(b, "]},"...)
 			}
 			n, last = n+1, row.id
-			b = appendRecordHead(b, row.id, row.patient, row.doctor.Int64, row.title, row.content, row.cat, row.uat)
+			b = appendRecordHead(b, row.id, row.patient, row.doctor, row.title, row.content, row.cat, row.uat)
 		} else {
 			b = append(b, ',')
 		}
-		if row.cid.Valid {
-			b = appendComment(b, row.cid.Int64, row.id, row.cdoctor.Int64, row.ctext.String, row.ccat.Int64)
+		if row.hasComment {
+			b = appendComment(b, row.cid, row.id, row.cdoctor, row.ctext, row.ccat)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -593,9 +747,9 @@ type insertBody struct {
 	Doctor  *int64 `json:"doctor"`
 }
 
-// handleInsert is one single-row INSERT in its own commit through st
-// (synchronous=FULL or NORMAL), answered with the created record.
-func (s *ceilingServer) handleInsert(w http.ResponseWriter, r *http.Request, st *sql.Stmt) {
+// handleInsert is one single-row INSERT in its own commit, durable or
+// relaxed, answered with the created record.
+func (s *ceilingServer) handleInsert(w http.ResponseWriter, r *http.Request, durable bool) {
 	sc := s.getScratch()
 	defer s.putScratch(sc)
 	uid, ok := s.user(w, r, sc)
@@ -610,16 +764,11 @@ func (s *ceilingServer) handleInsert(w http.ResponseWriter, r *http.Request, st 
 		return
 	}
 	now := time.Now().UnixNano()
-	var doctor any
-	if in.Doctor != nil {
-		doctor = *in.Doctor
-	}
-	res, err := st.ExecContext(r.Context(), uid, doctor, in.Title, in.Content, now, now)
+	id, err := s.db.insert(r.Context(), durable, uid, in.Doctor, in.Title, in.Content, now)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	id, _ := res.LastInsertId()
 	var d int64
 	if in.Doctor != nil {
 		d = *in.Doctor
@@ -662,9 +811,8 @@ func (s *ceilingServer) handleSignin(w http.ResponseWriter, r *http.Request) {
 		writeCeilingBody(w, http.StatusBadRequest, bodyBadBody)
 		return
 	}
-	var id int64
-	var salt, hash []byte
-	if err := s.signinUser.QueryRowContext(r.Context(), in.Username).Scan(&id, &salt, &hash); err != nil {
+	id, salt, hash, err := s.db.signinUser(r.Context(), in.Username)
+	if err != nil {
 		writeCeilingBody(w, http.StatusUnauthorized, bodyBadSignin)
 		return
 	}
@@ -682,7 +830,7 @@ func (s *ceilingServer) handleSignin(w http.ResponseWriter, r *http.Request) {
 	}
 	sid := make([]byte, 16)
 	_, _ = rand.Read(sid)
-	if _, err := s.signinSess.ExecContext(r.Context(), hex.EncodeToString(sid), id, time.Now().UnixNano()); err != nil {
+	if err := s.db.addSession(r.Context(), hex.EncodeToString(sid), id, time.Now().UnixNano()); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -19,22 +19,48 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"healthrecord/internal/pgtest"
 )
 
 // TestCeiling_SameBytesAsHealthrecord seeds a real healthrecord through
 // its API (with text that needs escaping, an unassigned record and
 // records without comments), copies the rows into the ceiling as hrbench
 // does, and asks both servers the same questions: the answers must be the
-// same bytes, or the ceiling would bound a different answer.
+// same bytes, or the ceiling would bound a different answer. On SQLite
+// and on PostgreSQL, each with its own ceiling.
 func TestCeiling_SameBytesAsHealthrecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
 	bin := serverBin(t)
+	t.Run(storeSQLite, func(t *testing.T) {
+		tmp := t.TempDir()
+		sameBytes(t, bin, filepath.Join(tmp, "hr.db"), "", func(ctx context.Context, key []byte) (*ceilingServer, error) {
+			cdb := filepath.Join(tmp, "ceiling.db")
+			if err := seedCeilingFrom(ctx, cdb, filepath.Join(tmp, "hr.db")); err != nil {
+				return nil, err
+			}
+			return openCeiling(ctx, cdb, key)
+		})
+	})
+	t.Run(storePostgres, func(t *testing.T) {
+		url := pgtest.New(t).URL
+		sameBytes(t, bin, url, filepath.Join(t.TempDir(), "keys"), func(ctx context.Context, key []byte) (*ceilingServer, error) {
+			if err := seedCeilingPG(ctx, url); err != nil {
+				return nil, err
+			}
+			return openCeilingPG(ctx, url, key)
+		})
+	})
+}
+
+// sameBytes is TestCeiling_SameBytesAsHealthrecord on the database db;
+// open makes the ceiling on a copy of its rows.
+func sameBytes(t *testing.T, bin, db, keyFile string, open func(ctx context.Context, key []byte) (*ceilingServer, error)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tmp := t.TempDir()
-	srv, err := startServer(ctx, bin, filepath.Join(tmp, "hr.db"), filepath.Join(tmp, "serve.log"))
+	srv, err := startServer(ctx, bin, db, keyFile, filepath.Join(t.TempDir(), "serve.log"))
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, srv.stop()) }()
 
@@ -56,11 +82,9 @@ func TestCeiling_SameBytesAsHealthrecord(t *testing.T) {
 	_, err = b.call(ctx, "POST", "/api/records/", p.Token, map[string]any{"title": "no doctor", "content": "plain"}, &unassigned)
 	require.NoError(t, err)
 
-	cdb := filepath.Join(tmp, "ceiling.db")
-	require.NoError(t, seedCeilingFrom(ctx, cdb, srv.db))
 	key := make([]byte, 64)
 	_, _ = rand.Read(key)
-	cs, err := openCeiling(ctx, cdb, key)
+	cs, err := open(ctx, key)
 	require.NoError(t, err)
 	defer cs.Close()
 	ceil := httptest.NewServer(cs.handler())

@@ -42,8 +42,9 @@ type loadResult struct {
 	// Quantiles replaces Lat when the client (wrk) summarizes itself.
 	Quantiles *quantiles
 	// ClientCPU is the CPU time the load generator spent over ClientWall;
-	// ServerCPU the server's over the same time (0 when unknown).
-	ClientCPU, ClientWall, ServerCPU time.Duration
+	// ServerCPU the server's (all its instances') over the same time and
+	// DBCPU PostgreSQL's backends' (0 when unknown).
+	ClientCPU, ClientWall, ServerCPU, DBCPU time.Duration
 }
 
 // quantiles are latencies a client reported already summarized, and the
@@ -53,10 +54,12 @@ type quantiles struct {
 	P50, P95, P99, Max time.Duration
 }
 
-// drive runs conns workers, each sending g's requests one after another
-// on its own connection, for d. Latency is measured from sending to the
+// drive runs conns workers, each sending its generator's requests one
+// after another on its own connection, for d: worker i uses gs[i % len(gs)],
+// so with one generator per server instance the connections are spread
+// over the instances round-robin. Latency is measured from sending to the
 // end of the body.
-func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, g gen) loadResult {
+func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, gs ...gen) loadResult {
 	type worker struct {
 		lat   []time.Duration
 		codes map[string]int
@@ -71,7 +74,7 @@ func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, g ge
 	for i := range ws {
 		ws[i] = worker{lat: make([]time.Duration, 0, expect), codes: map[string]int{}}
 		wg.Add(1)
-		go func(w *worker, seed uint64) {
+		go func(w *worker, seed uint64, g gen) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(start.UnixNano())))
 			for ctx.Err() == nil && time.Now().Before(deadline) {
@@ -95,7 +98,7 @@ func drive(ctx context.Context, c *http.Client, conns int, d time.Duration, g ge
 					w.codes[strconv.Itoa(resp.StatusCode)]++
 				}
 			}
-		}(&ws[i], uint64(i)+1)
+		}(&ws[i], uint64(i)+1, gs[i%len(gs)])
 	}
 	wg.Wait()
 	r := loadResult{Conns: conns, Elapsed: time.Since(start), Codes: map[string]int{}}
@@ -157,45 +160,105 @@ type bench struct {
 	o      options
 	logf   func(string, ...any)
 	client *http.Client
-	base   string
-	srv    *serverProc // nil with --url
-	ds     *dataset
-	ceil   *ceiling
-	tmp    string // for wrk's scripts
+	// base and srv are the (first) server: seeding and preparation go
+	// there; bases and srvs are every instance the scenarios spread over.
+	base  string
+	srv   *serverProc // nil with --url
+	bases []string
+	srvs  []*serverProc
+	pg    *pgDatabase // with --db postgres://…
+	ds    *dataset
+	ceil  *ceiling
+	tmp   string // for wrk's scripts
 }
 
-// drive runs one load with the selected client and measures the CPU the
-// client and the server (pid, 0 if unknown) spent meanwhile.
-func (b *bench) drive(ctx context.Context, conns int, d time.Duration, g gen, pid int) (loadResult, error) {
-	srv0 := procCPU(pid)
+// useServers makes srvs the servers under test.
+func (b *bench) useServers(srvs []*serverProc) {
+	b.srvs, b.bases = srvs, nil
+	for _, s := range srvs {
+		b.bases = append(b.bases, s.url)
+	}
+	b.srv, b.base = srvs[0], srvs[0].url
+}
+
+// each is one generator per instance, mk(base) for each server's base URL.
+func (b *bench) each(mk func(base string) gen) []gen {
+	bases := b.bases
+	if len(bases) == 0 {
+		bases = []string{b.base}
+	}
+	gs := make([]gen, len(bases))
+	for i, base := range bases {
+		gs[i] = mk(base)
+	}
+	return gs
+}
+
+// outboxCount counts the server's pending outbox events, nil with --url.
+func (b *bench) outboxCount() func(context.Context) (int, error) {
+	switch {
+	case b.pg != nil:
+		return b.pg.pendingOutbox
+	case b.srv != nil:
+		return sqliteOutbox(b.srv.db)
+	}
+	return nil
+}
+
+// drive runs one load with the selected client (gs: one generator per
+// instance) and measures the CPU the client, the server processes (pids)
+// and, with PostgreSQL, the database's backends spent meanwhile.
+func (b *bench) drive(ctx context.Context, conns int, d time.Duration, gs []gen, pids []int) (loadResult, error) {
+	var srv0 time.Duration
+	for _, pid := range pids {
+		srv0 += procCPU(pid)
+	}
+	var dbCPU func() time.Duration
+	if len(pids) > 0 && b.pg != nil {
+		dbCPU = b.pg.dbCPU(ctx)
+	}
 	var r loadResult
 	if b.o.Client == clientWrk {
 		var err error
-		if r, err = runWrk(ctx, b.tmp, g, conns, b.o.WrkThreads, d); err != nil {
+		if r, err = runWrks(ctx, b.tmp, gs, conns, b.o.WrkThreads, d); err != nil {
 			return r, err
 		}
 	} else {
-		r = drive(ctx, b.client, conns, d, g)
+		r = drive(ctx, b.client, conns, d, gs...)
 	}
-	if pid != 0 {
-		r.ServerCPU = procCPU(pid) - srv0
+	if len(pids) > 0 {
+		for _, pid := range pids {
+			r.ServerCPU += procCPU(pid)
+		}
+		r.ServerCPU -= srv0
+	}
+	if dbCPU != nil {
+		r.DBCPU = dbCPU()
 	}
 	return r, nil
 }
 
-// measureOn warms up, then drives g against the server with pid and
-// summarizes, sampling the server's RSS meanwhile.
-func (b *bench) measureOn(ctx context.Context, name, scenario, target string, pid, conns int, g gen) (Result, error) {
+// measureOn warms up, then drives gs against the server processes pids
+// and summarizes, sampling their RSS meanwhile.
+func (b *bench) measureOn(ctx context.Context, name, scenario, target string, pids []int, conns int, gs []gen) (Result, error) {
 	if b.o.Warmup > 0 {
-		if _, err := b.drive(ctx, conns, b.o.Warmup, g, 0); err != nil {
+		if _, err := b.drive(ctx, conns, b.o.Warmup, gs, nil); err != nil {
 			return Result{}, err
 		}
 	}
-	stop := sampleRSS(pid)
-	lr, err := b.drive(ctx, conns, b.o.Duration, g, pid)
+	stop := sampleRSS(pids...)
+	lr, err := b.drive(ctx, conns, b.o.Duration, gs, pids)
 	rss := stop()
 	if err != nil {
 		return Result{}, err
+	}
+	if b.pg != nil {
+		// Keep the planner's statistics as fresh as autovacuum would on a
+		// live database: a burst of inserts into a table analyzed small
+		// otherwise leaves plans (a sequential scan) made for the small one.
+		if err := b.pg.analyze(ctx); err != nil {
+			return Result{}, fmt.Errorf("analyze: %w", err)
+		}
 	}
 	r := summarize(name, scenario, target, lr)
 	r.Client = b.o.Client
@@ -210,13 +273,16 @@ func (b *bench) measureOn(ctx context.Context, name, scenario, target string, pi
 	return r, nil
 }
 
-// measure is measureOn against healthrecord.
-func (b *bench) measure(ctx context.Context, name, scenario string, conns int, g gen) (Result, error) {
-	pid := 0
-	if b.srv != nil {
-		pid = b.srv.cmd.Process.Pid
+// measure is measureOn against healthrecord (every instance).
+func (b *bench) measure(ctx context.Context, name, scenario string, conns int, gs []gen) (Result, error) {
+	var pids []int
+	for _, s := range b.srvs {
+		pids = append(pids, s.cmd.Process.Pid)
 	}
-	return b.measureOn(ctx, name, scenario, "healthrecord", pid, conns, g)
+	if len(pids) == 0 && b.srv != nil {
+		pids = []int{b.srv.cmd.Process.Pid}
+	}
+	return b.measureOn(ctx, name, scenario, "healthrecord", pids, conns, gs)
 }
 
 // The line names of the ceilings each scenario is compared with: the
@@ -230,6 +296,29 @@ var scenarioCeilings = map[string][]string{
 	"create":       {ceilInsertNormal, ceilInsertFull},
 	"comment":      {ceilInsertNormal, ceilInsertFull},
 	"mixed":        {ceilMixed},
+}
+
+// ceilingsFor is scenarioCeilings[s] in the names of the store's
+// ceilings: on PostgreSQL the insert ceilings commit with
+// synchronous_commit on and off rather than SQLite's FULL and NORMAL.
+func (b *bench) ceilingsFor(s string) []string {
+	cs := scenarioCeilings[s]
+	if b.pg == nil {
+		return cs
+	}
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = pgCeilingName(c)
+	}
+	return out
+}
+
+// createNote describes the create line on the store under test.
+func (b *bench) createNote() string {
+	if b.pg != nil {
+		return "record + outbox event + audit entry in one commit (synchronous_commit=on; one writer at a time across instances, an advisory lock); ceilings: one INSERT per commit"
+	}
+	return "record + outbox event + audit entry in one durable commit (synchronous=FULL, group commit); ceilings: one INSERT per commit"
 }
 
 // runScenarios runs the selected scenarios in their fixed order. Each
@@ -249,7 +338,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 					continue next
 				}
 			}
-			r, err := b.measureOn(ctx, name, name, "ceiling", b.ceil.proc.cmd.Process.Pid, b.o.Conns, b.ceil.gen(name))
+			r, err := b.measureOn(ctx, name, name, "ceiling", []int{b.ceil.proc.cmd.Process.Pid}, b.o.Conns, []gen{b.ceil.gen(name)})
 			if err != nil {
 				return err
 			}
@@ -266,18 +355,18 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cs := scenarioCeilings[s]
+		cs := b.ceilingsFor(s)
 		if err := measureCeilings(cs); err != nil {
 			return err
 		}
-		one := func(name string, g gen) (Result, error) {
+		one := func(name string, g []gen) (Result, error) {
 			r, err := b.measure(ctx, name, s, b.o.Conns, g)
 			return withCeilings(r, rep.Ceilings, cs), err
 		}
 		var rs []Result
 		switch s {
 		case "list":
-			r, err := one("list", b.genList())
+			r, err := one("list", b.each(b.genList))
 			if err != nil {
 				return err
 			}
@@ -285,7 +374,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 			listAlone = &r
 			rs = append(rs, r)
 		case "read":
-			r, err := one("read", b.genRead())
+			r, err := one("read", b.each(b.genRead))
 			if err != nil {
 				return err
 			}
@@ -295,19 +384,19 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 			if err != nil {
 				return err
 			}
-			r1, err := one("doctor-list", b.genGet(first, ds.Doctors[ds.Busy].Token))
+			r1, err := one("doctor-list", b.each(b.genGet(first, ds.Doctors[ds.Busy].Token)))
 			if err != nil {
 				return err
 			}
 			r1.Note = fmt.Sprintf("first page (50 records with their comments) of a doctor with %d assigned records; ceiling: a patient's 10", ds.Seeding.BusyRecords)
-			r2, err := one("doctor-list-cursor", b.genGet(later, ds.Doctors[ds.Busy].Token))
+			r2, err := one("doctor-list-cursor", b.each(b.genGet(later, ds.Doctors[ds.Busy].Token)))
 			if err != nil {
 				return err
 			}
 			r2.Note = "a later page of the same doctor, by the cursor of its Link header"
 			rs = append(rs, r1, r2)
 		case "signin":
-			r, err := one("signin", b.genSignin())
+			r, err := one("signin", b.each(b.genSignin))
 			if err != nil {
 				return err
 			}
@@ -320,26 +409,26 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 			}
 			rs = append(rs, out...)
 		case "create":
-			r, err := one("create", b.genCreate())
+			r, err := one("create", b.each(b.genCreate))
 			if err != nil {
 				return err
 			}
-			r.Note = "record + outbox event + audit entry in one durable commit (synchronous=FULL, group commit); ceilings: one INSERT per commit"
+			r.Note = b.createNote()
 			b.drain(ctx, &r)
 			rs = append(rs, r)
 		case "comment":
-			r, err := one("comment", b.genComment())
+			r, err := one("comment", b.each(b.genComment))
 			if err != nil {
 				return err
 			}
 			r.Note = "comment + audit entry in one durable commit; ceilings: one record INSERT per commit"
 			rs = append(rs, r)
 		case "mixed":
-			r, err := one("mixed", b.genMixed())
+			r, err := one("mixed", b.each(b.genMixed))
 			if err != nil {
 				return err
 			}
-			r.Note = "40% list, 40% read, 10% create, 10% comment; ceiling: 40% list, 40% read, 20% insert FULL"
+			r.Note = "40% list, 40% read, 10% create, 10% comment; ceiling: 40% list, 40% read, 20% " + pgCeilingNameIf(b.pg != nil, ceilInsertFull)
 			b.drain(ctx, &r)
 			rs = append(rs, r)
 		}
@@ -354,10 +443,11 @@ func (b *bench) runScenarios(ctx context.Context, rep *Report) error {
 // notes the backlog on r: creates measured faster than the dispatcher
 // delivers them are not a sustainable rate.
 func (b *bench) drain(ctx context.Context, r *Result) {
-	if b.srv == nil {
+	count := b.outboxCount()
+	if count == nil {
 		return
 	}
-	backlog, took, err := waitOutbox(ctx, b.srv.db, 5*time.Minute)
+	backlog, took, err := waitOutbox(ctx, count, 5*time.Minute)
 	if err != nil {
 		b.logf("outbox: %v", err)
 		return
@@ -373,7 +463,7 @@ func (b *bench) drain(ctx context.Context, r *Result) {
 // compares it with list alone (measured now unless list already ran).
 func (b *bench) storm(ctx context.Context, listAlone *Result, ceilings []Result, cs []string) ([]Result, error) {
 	if listAlone == nil {
-		r, err := b.measure(ctx, "list (no storm)", "signin-storm", b.o.Conns, b.genList())
+		r, err := b.measure(ctx, "list (no storm)", "signin-storm", b.o.Conns, b.each(b.genList))
 		if err != nil {
 			return nil, err
 		}
@@ -390,9 +480,9 @@ func (b *bench) storm(ctx context.Context, listAlone *Result, ceilings []Result,
 		defer wg.Done()
 		// Runs from the list's warm-up to the end of its measurement; the
 		// list's measured window sees the storm at full strength.
-		storm = drive(sctx, stormClient, b.o.StormConns, b.o.Warmup+b.o.Duration+time.Second, b.genSignin())
+		storm = drive(sctx, stormClient, b.o.StormConns, b.o.Warmup+b.o.Duration+time.Second, b.each(b.genSignin)...)
 	}()
-	list, err := b.measure(ctx, "list (signin storm)", "signin-storm", b.o.Conns, b.genList())
+	list, err := b.measure(ctx, "list (signin storm)", "signin-storm", b.o.Conns, b.each(b.genList))
 	cancel()
 	wg.Wait()
 	if err != nil {

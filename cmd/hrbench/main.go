@@ -11,6 +11,8 @@
 //	go run ./cmd/hrbench --client wrk --duration 5s        # load from wrk
 //	go run ./cmd/hrbench --duration 5s --scenarios list,create --json bench.json
 //	go run ./cmd/hrbench --records 1000000                 # scale run (bulk-seeded)
+//	go run ./cmd/hrbench --db postgres://postgres@127.0.0.1:5432/postgres   # on a fresh PostgreSQL database
+//	go run ./cmd/hrbench --db postgres://… --instances 3 --scenarios list,create  # three serve processes
 package main
 
 import (
@@ -72,6 +74,8 @@ type options struct {
 	SeedWorkers       int           `json:"seed_workers"`
 	Client            string        `json:"client"`
 	WrkThreads        int           `json:"wrk_threads,omitempty"`
+	DB                string        `json:"-"` // may hold a password
+	Instances         int           `json:"instances"`
 	patientsSet       bool
 	scenariosSet      bool
 }
@@ -98,6 +102,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.SeedWorkers, "seed-workers", 16, "concurrent requests while seeding")
 	fs.StringVar(&o.Client, "client", clientGo, "load generator: go (in process) or wrk (the wrk command, less CPU; signin-storm stays in Go)")
 	fs.IntVar(&o.WrkThreads, "wrk-threads", 2, "wrk's threads (--client wrk)")
+	fs.StringVar(&o.DB, "db", "", "a postgres:// URL: run healthrecord on a fresh PostgreSQL database made on that server (dropped at the end unless --keep); default a SQLite file")
+	fs.IntVar(&o.Instances, "instances", 1, "serve processes on the one database (--db postgres://… only); the load is spread over them round-robin")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -138,6 +144,18 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--client must be %s or %s", clientGo, clientWrk)
 	case o.WrkThreads < 1:
 		return o, errors.New("--wrk-threads must be at least 1")
+	case o.DB != "" && !isPostgresURL(o.DB):
+		return o, errors.New("--db must be a postgres:// URL (without it, healthrecord runs on a SQLite file)")
+	case o.DB != "" && o.URL != "":
+		return o, errors.New("--db starts its own servers: drop --url")
+	case o.DB != "" && o.Records > 0:
+		return o, errors.New("--records (the bulk-seeded scale run) writes a SQLite file: drop --db")
+	case o.Instances < 1:
+		return o, errors.New("--instances must be at least 1")
+	case o.Instances > 1 && o.DB == "":
+		return o, errors.New("--instances needs --db postgres://…: several processes share a PostgreSQL database, not a SQLite file")
+	case o.Conns < o.Instances:
+		return o, errors.New("--conns must be at least --instances")
 	}
 	if o.Client != clientWrk {
 		o.WrkThreads = 0
@@ -199,23 +217,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	b := &bench{o: o, logf: logf, client: newClient(o.Conns + o.StormConns), tmp: tmp}
-	var srv *serverProc
+	rep.Store, rep.Instances = storeSQLite, o.Instances
+	// db is what serve's --db gets; keyFile its HEALTHRECORD_KEY_FILE
+	// (PostgreSQL needs one, and every instance reads the same).
+	db, keyFile := filepath.Join(tmp, "bench.db"), ""
+	if o.DB != "" {
+		pg, err := createPGDatabase(ctx, o.DB)
+		if err != nil {
+			return err
+		}
+		b.pg, rep.Store, rep.Database = pg, storePostgres, pg.Name
+		pg.logf = logf
+		defer func() {
+			if o.Keep {
+				pg.close()
+				logf("keeping database %s", pg.Name)
+				return
+			}
+			err = errors.Join(err, pg.drop())
+		}()
+		db, keyFile = pg.URL, filepath.Join(tmp, "keys")
+		logf("fresh PostgreSQL database %s", redactURL(pg.URL))
+	}
+	var srvs []*serverProc
+	stopAll := func() error {
+		var errs []error
+		for _, s := range srvs {
+			errs = append(errs, s.stop())
+		}
+		srvs = nil
+		return errors.Join(errs...)
+	}
 	if o.URL != "" {
 		b.base = strings.TrimRight(o.URL, "/")
 		rep.Target = b.base
 	} else {
-		dbPath := filepath.Join(tmp, "bench.db")
-		if srv, err = startServer(ctx, bin, dbPath, filepath.Join(tmp, "serve.log")); err != nil {
-			return err
-		}
-		defer func() {
-			if srv != nil {
-				err = errors.Join(err, srv.stop())
+		defer func() { err = errors.Join(err, stopAll()) }()
+		// The first instance migrates the database and makes the key
+		// files; the others start on what it made.
+		for i := range o.Instances {
+			srv, err := startServer(ctx, bin, db, keyFile, filepath.Join(tmp, fmt.Sprintf("serve%d.log", i)))
+			if err != nil {
+				return err
 			}
-		}()
-		b.base, b.srv = srv.url, srv
+			srvs = append(srvs, srv)
+		}
+		b.useServers(srvs)
 		rep.Target = "healthrecord serve (fresh database in " + tmp + ")"
-		rep.Server.StartupSeconds = srv.startup.Seconds()
+		if b.pg != nil {
+			rep.Target = fmt.Sprintf("healthrecord serve ×%d (fresh PostgreSQL database %s)", o.Instances, b.pg.Name)
+		}
+		rep.Server.StartupSeconds = srvs[0].startup.Seconds()
 	}
 
 	// Seed through the real write path.
@@ -225,16 +277,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	if srv != nil {
+	if count := b.outboxCount(); count != nil {
 		// Let the dispatcher deliver the seeded assignments before measuring.
 		t0 := time.Now()
-		n, took, err := waitOutbox(ctx, srv.db, 10*time.Minute)
+		n, took, err := waitOutbox(ctx, count, 10*time.Minute)
 		if err != nil {
 			return err
 		}
 		ds.Seeding.Steps["outbox drain"] = took.Seconds()
 		ds.Seeding.Seconds += time.Since(t0).Seconds()
 		logf("  outbox: %d events pending after seeding, delivered in %.1fs", n, took.Seconds())
+	}
+	if b.pg != nil {
+		if err := b.pg.analyze(ctx); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
 	}
 	rep.Seeding = ds.Seeding
 	logf("seeded in %.1fs %s", ds.Seeding.Seconds, fmtSteps(ds.Seeding.Steps))
@@ -243,8 +300,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// The ceiling server, on a copy of the seeded rows (generated ones
 	// of the same shape when the server is elsewhere).
 	src := generatedSource(o.Patients, o.RecordsPerPatient, o.Comments)
-	if srv != nil {
-		src = ceilingSource{FromDB: srv.db, Records: ds.RecOf}
+	if len(srvs) > 0 {
+		src = ceilingSource{FromDB: db, Records: ds.RecOf}
 		for _, p := range ds.Patients {
 			src.Owners = append(src.Owners, p.ID)
 		}
@@ -262,15 +319,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	rep.CeilingRSS = ceil.proc.peakRSS()
 
-	if srv != nil {
-		rep.Server.PeakRSSBytes = srv.peakRSS()
+	if len(srvs) > 0 {
+		for _, s := range srvs {
+			rep.Server.PeakRSSBytes = max(rep.Server.PeakRSSBytes, s.peakRSS())
+		}
 		// Start-up on the seeded database: stop, start again, stop.
-		dbPath := srv.db
-		if err := srv.stop(); err != nil {
+		if err := stopAll(); err != nil {
 			return err
 		}
-		srv = nil
-		again, err := startServer(ctx, bin, dbPath, filepath.Join(tmp, "serve2.log"))
+		again, err := startServer(ctx, bin, db, keyFile, filepath.Join(tmp, "serve-again.log"))
 		if err != nil {
 			return err
 		}
@@ -279,7 +336,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return err
 		}
 		if o.Records > 0 {
-			sc, err := b.scaleRun(ctx, bin, tmp, dbPath, rep.Results)
+			sc, err := b.scaleRun(ctx, bin, tmp, db, rep.Results)
 			if err != nil {
 				return fmt.Errorf("scale run: %w", err)
 			}

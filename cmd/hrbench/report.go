@@ -42,7 +42,10 @@ type Result struct {
 	Client         string  `json:"client,omitempty"`
 	ClientCPUShare float64 `json:"client_cpu_share"`
 	ServerCPUShare float64 `json:"server_cpu_share,omitempty"`
-	PeakRSSByte    int64   `json:"peak_rss_bytes,omitempty"` // sampled VmRSS of the server during the line
+	// DBCPUShare is what PostgreSQL's backends for the database used
+	// (a local server only; background processes not counted).
+	DBCPUShare  float64 `json:"db_cpu_share,omitempty"`
+	PeakRSSByte int64   `json:"peak_rss_bytes,omitempty"` // sampled VmRSS of the server during the line
 	// OutboxBacklog is how many outbox events were still pending when a
 	// write scenario ended, and OutboxDrainSeconds how long the
 	// dispatcher then took to deliver them.
@@ -100,9 +103,15 @@ type Scale struct {
 
 // Report is the whole run, as printed and as written by --json.
 type Report struct {
-	Machine     Machine    `json:"machine"`
-	Config      options    `json:"config"`
-	Target      string     `json:"target"`
+	Machine Machine `json:"machine"`
+	Config  options `json:"config"`
+	Target  string  `json:"target"`
+	// Store is the database healthrecord ran on (sqlite or postgres),
+	// Instances how many serve processes shared it.
+	Store     string `json:"store,omitempty"`
+	Instances int    `json:"instances,omitempty"`
+	// Database is the PostgreSQL database made for the run.
+	Database    string     `json:"database,omitempty"`
 	FsyncPerSec float64    `json:"fsync_per_sec"`
 	Seeding     Seeding    `json:"seeding"`
 	Server      ServerInfo `json:"server"`
@@ -163,6 +172,7 @@ func summarize(name, scenario, target string, r loadResult) Result {
 	cores := runtime.NumCPU()
 	res.ClientCPUShare = cpuShare(r.ClientCPU, r.ClientWall, cores)
 	res.ServerCPUShare = cpuShare(r.ServerCPU, r.ClientWall, cores)
+	res.DBCPUShare = cpuShare(r.DBCPU, r.ClientWall, cores)
 	if len(res.ErrorCodes) == 0 {
 		res.ErrorCodes = nil
 	}
@@ -239,16 +249,24 @@ func writeTable(w io.Writer, rep *Report) {
 		rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion)
 	fmt.Fprintf(w, "target %s; client %s; %d connections, %s per scenario (after %s warm-up); client and server share the machine\n",
 		rep.Target, rep.Config.Client, rep.Config.Conns, rep.Config.Duration, rep.Config.Warmup)
+	if rep.Store != "" {
+		fmt.Fprintf(w, "store %s, %s\n", rep.Store, instancesText(rep))
+	}
 	s := rep.Seeding
 	fmt.Fprintf(w, "data set (%s): %d patients, %d doctors, %d records (busy doctor: %d), %d comments; seeded in %.1fs %s\n\n",
 		s.Path, s.Patients, s.Doctors, s.Records, s.BusyRecords, s.Comments, s.Seconds, fmtSteps(s.Steps))
-	resultTable(w, rep.Results, true)
+	db := hasDBCPU(rep)
+	resultTable(w, rep.Results, true, db)
 	if len(rep.Ceilings) > 0 {
-		fmt.Fprintln(w, "\nceilings: bare net/http + HS256 check + one prepared modernc SQLite statement (WAL), same requests, same answers, same client")
+		if rep.Store == storePostgres {
+			fmt.Fprintln(w, "\nceilings: bare net/http + HS256 check + one prepared pgx statement on PostgreSQL (same server, same database, a schema of its own), same requests, same answers, same client")
+		} else {
+			fmt.Fprintln(w, "\nceilings: bare net/http + HS256 check + one prepared modernc SQLite statement (WAL), same requests, same answers, same client")
+		}
 		if rep.CeilingSource != "" {
 			fmt.Fprintf(w, "the ceiling serves %s\n", rep.CeilingSource)
 		}
-		resultTable(w, rep.Ceilings, false)
+		resultTable(w, rep.Ceilings, false, db)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "fsync rate (4 KiB append + fsync, tmpdir): %.0f/s\n", rep.FsyncPerSec)
@@ -291,13 +309,39 @@ func fmtSteps(steps map[string]float64) string {
 	return "(" + strings.Join(parts, ", ") + ")"
 }
 
-func resultTable(w io.Writer, rs []Result, withRatio bool) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	if withRatio {
-		fmt.Fprintln(tw, "scenario\treq/s\tp50\tp95\tp99\terrors\tceiling\tceiling req/s\tratio\tserver RSS\tserver CPU\tclient CPU\t")
-	} else {
-		fmt.Fprintln(tw, "ceiling\treq/s\tp50\tp95\tp99\terrors\tserver CPU\tclient CPU\t")
+// instancesText says how many serve processes ran and how the load
+// reached them.
+func instancesText(rep *Report) string {
+	if rep.Instances <= 1 {
+		return "one serve process"
 	}
+	how := "the Go client's connections spread over them round-robin"
+	if rep.Config.Client == clientWrk {
+		how = "one wrk per instance at once, connections split evenly; counts summed, each latency quantile the largest of the instances' (an upper bound)"
+	}
+	return fmt.Sprintf("%d serve processes on the one database (%s)", rep.Instances, how)
+}
+
+// hasDBCPU: some line measured the database's CPU (PostgreSQL, local).
+func hasDBCPU(rep *Report) bool {
+	for _, r := range append(append([]Result{}, rep.Results...), rep.Ceilings...) {
+		if r.DBCPUShare > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func resultTable(w io.Writer, rs []Result, withRatio, withDB bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	head := "ceiling\treq/s\tp50\tp95\tp99\terrors\tserver CPU\t"
+	if withRatio {
+		head = "scenario\treq/s\tp50\tp95\tp99\terrors\tceiling\tceiling req/s\tratio\tserver RSS\tserver CPU\t"
+	}
+	if withDB {
+		head += "db CPU\t"
+	}
+	fmt.Fprintln(tw, head+"client CPU\t")
 	for _, r := range rs {
 		line := fmt.Sprintf("%s\t%.0f\t%s\t%s\t%s\t%d\t", r.Name, r.RPS, fmtMs(r.P50ms), fmtMs(r.P95ms), fmtMs(r.P99ms), r.Errors)
 		if withRatio {
@@ -312,7 +356,11 @@ func resultTable(w io.Writer, rs []Result, withRatio bool) {
 			}
 			line += fmt.Sprintf("%s\t%s\t%s\t%s\t", name, ceil, ratio, mib(r.PeakRSSByte))
 		}
-		line += fmt.Sprintf("%s\t%s\t", pct(r.ServerCPUShare), pct(r.ClientCPUShare))
+		line += pct(r.ServerCPUShare) + "\t"
+		if withDB {
+			line += pct(r.DBCPUShare) + "\t"
+		}
+		line += pct(r.ClientCPUShare) + "\t"
 		fmt.Fprintln(tw, line)
 	}
 	_ = tw.Flush()

@@ -329,27 +329,37 @@ func commentText(rng *mrand.Rand) string {
 
 // The scenarios' requests.
 
-func (b *bench) genList() gen {
-	url, ps := b.base+"/api/records/", b.ds.Patients
+// The generators take the base URL of the instance they load.
+
+func (b *bench) genList(base string) gen {
+	url, ps := base+"/api/records/", b.ds.Patients
 	return func(rng *mrand.Rand) *http.Request { return request("GET", url, ps[rng.IntN(len(ps))].Token, nil) }
 }
 
-func (b *bench) genRead() gen {
+func (b *bench) genRead(base string) gen {
 	ds := b.ds
 	return func(rng *mrand.Rand) *http.Request {
 		p := rng.IntN(len(ds.Patients))
 		recs := ds.RecOf[p]
-		return request("GET", b.base+"/api/records/"+strconv.FormatInt(recs[rng.IntN(len(recs))], 10)+"/", ds.Patients[p].Token, nil)
+		return request("GET", base+"/api/records/"+strconv.FormatInt(recs[rng.IntN(len(recs))], 10)+"/", ds.Patients[p].Token, nil)
 	}
 }
 
-func (b *bench) genGet(url, token string) gen {
-	return func(*mrand.Rand) *http.Request { return request("GET", url, token, nil) }
+// genGet gets url (found on b.base, such as a Link header's next page)
+// from each instance.
+func (b *bench) genGet(url, token string) func(base string) gen {
+	return func(base string) gen {
+		u := url
+		if rest, ok := strings.CutPrefix(url, b.base); ok {
+			u = base + rest
+		}
+		return func(*mrand.Rand) *http.Request { return request("GET", u, token, nil) }
+	}
 }
 
-func (b *bench) genSignin() gen {
+func (b *bench) genSignin(base string) gen {
 	ds := b.ds
-	url := b.base + "/api/token/"
+	url := base + "/api/token/"
 	return func(rng *mrand.Rand) *http.Request {
 		body, _ := json.Marshal(map[string]string{"username": ds.Patients[rng.IntN(len(ds.Patients))].Name, "password": ds.Password})
 		return request("POST", url, "", body)
@@ -358,9 +368,9 @@ func (b *bench) genSignin() gen {
 
 // genCreate creates a record assigned to a doctor other than the busy
 // one, so the doctor-list pages stay as seeded.
-func (b *bench) genCreate() gen {
+func (b *bench) genCreate(base string) gen {
 	ds := b.ds
-	url := b.base + "/api/records/"
+	url := base + "/api/records/"
 	return func(rng *mrand.Rand) *http.Request {
 		d := ds.Doctors[0]
 		if len(ds.Doctors) > 1 {
@@ -373,7 +383,7 @@ func (b *bench) genCreate() gen {
 }
 
 // genComment comments, as a doctor, on one of the records assigned to them.
-func (b *bench) genComment() gen {
+func (b *bench) genComment(base string) gen {
 	ds := b.ds
 	var withRecords []int
 	for i, recs := range ds.AssignOf {
@@ -381,7 +391,7 @@ func (b *bench) genComment() gen {
 			withRecords = append(withRecords, i)
 		}
 	}
-	url := b.base + "/api/comments/"
+	url := base + "/api/comments/"
 	return func(rng *mrand.Rand) *http.Request {
 		d := withRecords[rng.IntN(len(withRecords))]
 		recs := ds.AssignOf[d]
@@ -390,6 +400,6 @@ func (b *bench) genComment() gen {
 	}
 }
 
-func (b *bench) genMixed() gen {
-	return weighted([]int{40, 40, 10, 10}, []gen{b.genList(), b.genRead(), b.genCreate(), b.genComment()})
+func (b *bench) genMixed(base string) gen {
+	return weighted([]int{40, 40, 10, 10}, []gen{b.genList(base), b.genRead(base), b.genCreate(base), b.genComment(base)})
 }

@@ -62,8 +62,9 @@ func freeAddr() (string, error) {
 
 // startServer runs `healthrecord serve` on db with long-lived tokens (the
 // seeded sign-ins must outlive the run) and doctors approved at
-// registration, and waits until it is ready.
-func startServer(ctx context.Context, bin, db, logPath string) (*serverProc, error) {
+// registration, and waits until it is ready. keyFile, when not empty, is
+// HEALTHRECORD_KEY_FILE (PostgreSQL needs one, shared by every instance).
+func startServer(ctx context.Context, bin, db, keyFile, logPath string) (*serverProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -74,6 +75,9 @@ func startServer(ctx context.Context, bin, db, logPath string) (*serverProc, err
 	// measures the service, not its limits.
 	cmd.Env = append(os.Environ(), "HEALTHRECORD_AUTO_APPROVE_DOCTORS=true",
 		"HEALTHRECORD_RATE_REGISTER=0", "HEALTHRECORD_RATE_USER=0", "HEALTHRECORD_RATE_ANON=0", "HEALTHRECORD_QUOTA_BYTES=0")
+	if keyFile != "" {
+		cmd.Env = append(cmd.Env, "HEALTHRECORD_KEY_FILE="+keyFile)
+	}
 	return launch(ctx, cmd, "http://"+addr, db, logPath)
 }
 
@@ -172,10 +176,11 @@ func procStatus(pid int, field string) int64 {
 	return 0
 }
 
-// sampleRSS samples pid's VmRSS every 100 ms until the returned function
-// is called, which returns the largest sample.
-func sampleRSS(pid int) func() int64 {
-	if pid == 0 {
+// sampleRSS samples the VmRSS of each of pids every 100 ms until the
+// returned function is called, which returns the largest sample of any
+// one process.
+func sampleRSS(pids ...int) func() int64 {
+	if len(pids) == 0 {
 		return func() int64 { return 0 }
 	}
 	done := make(chan struct{})
@@ -185,7 +190,9 @@ func sampleRSS(pid int) func() int64 {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			m = max(m, procStatus(pid, "VmRSS"))
+			for _, pid := range pids {
+				m = max(m, procStatus(pid, "VmRSS"))
+			}
 			select {
 			case <-done:
 				peak <- m

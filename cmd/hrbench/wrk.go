@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -270,4 +271,67 @@ func runWrk(ctx context.Context, dir string, g gen, conns, threads int, d time.D
 	r.ClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	r.ClientWall = wall
 	return r, nil
+}
+
+// runWrks drives one generator per server instance: wrk sends to one
+// host, so with several instances one wrk runs per instance, all at
+// once, with the connections (and threads) split among them as the Go
+// client splits its workers. Counts add up; each latency quantile is the
+// largest of the instances' (an upper bound of the whole's: if no part
+// has more than 1% of its answers above x, the whole has not either).
+func runWrks(ctx context.Context, dir string, gs []gen, conns, threads int, d time.Duration) (loadResult, error) {
+	if len(gs) == 1 {
+		return runWrk(ctx, dir, gs[0], conns, threads, d)
+	}
+	n := len(gs)
+	if conns < n {
+		return loadResult{}, fmt.Errorf("wrk: %d connections cannot reach %d instances", conns, n)
+	}
+	results := make([]loadResult, n)
+	errs := make([]error, n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		c := conns / n
+		if i < conns%n {
+			c++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = runWrk(ctx, dir, g, c, max(1, threads/n), d)
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return loadResult{}, err
+	}
+	return mergeWrk(results), nil
+}
+
+// mergeWrk adds up concurrent wrk runs (see runWrks).
+func mergeWrk(rs []loadResult) loadResult {
+	out := loadResult{Codes: map[string]int{}, Quantiles: &quantiles{}}
+	for _, r := range rs {
+		out.Conns += r.Conns
+		out.Errors += r.Errors
+		for k, v := range r.Codes {
+			out.Codes[k] += v
+		}
+		out.Elapsed = max(out.Elapsed, r.Elapsed)
+		out.ClientCPU += r.ClientCPU
+		out.ClientWall = max(out.ClientWall, r.ClientWall)
+		if q := r.Quantiles; q != nil {
+			out.Quantiles.OK += q.OK
+			out.Quantiles.P50 = max(out.Quantiles.P50, q.P50)
+			out.Quantiles.P95 = max(out.Quantiles.P95, q.P95)
+			out.Quantiles.P99 = max(out.Quantiles.P99, q.P99)
+			out.Quantiles.Max = max(out.Quantiles.Max, q.Max)
+		}
+	}
+	return out
 }

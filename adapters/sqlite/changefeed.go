@@ -50,10 +50,6 @@ type feedMark struct {
 	gen uint64
 }
 
-// maxChangesApplied bounds a catch-up's work: past it every entry is
-// distrusted at once.
-const maxChangesApplied = 4096
-
 // open starts watching db's file. It holds a connection of its own open
 // for as long as it watches, so that SQLite keeps the -shm file in place
 // (see walHeader), and reads the log through it. Failing that, it logs
@@ -223,7 +219,7 @@ func (c *recordCache) catchUp(ctx context.Context) bool {
 	c.mu.Lock()
 	c.gen++
 	gen := c.gen
-	if all || len(ids) > maxChangesApplied {
+	if all {
 		for id, e := range c.entries {
 			if e.trusted {
 				e.trusted = false

@@ -73,7 +73,7 @@ func (f *changeFeed) open(ctx context.Context, db *DB) {
 		if _, err := f.lastSeq(ctx); err != nil {
 			return err
 		}
-		f.wal, err = openWALHeader(dbPathOf(db.dsn))
+		f.wal, err = watchWALHeader(dbPathOf(db.dsn))
 		return err
 	}()
 	if err != nil {
@@ -110,17 +110,13 @@ func (f *changeFeed) closeConns() error {
 	return errors.Join(errs...)
 }
 
-// close stops the feed; the DB calls it after closing its own pools, as
-// the -shm file may be closed only when no connection has it open.
+// close stops the feed: it closes its connection (the header stays
+// mapped, see walHeader).
 func (c *recordCache) close() error {
 	f := &c.feed
 	f.once.Do(func() {}) // a feed opened after this would never be closed
-	err := f.closeConns()
-	if f.wal != nil {
-		err = errors.Join(err, f.wal.close())
-		f.wal = nil
-	}
-	return err
+	f.wal = nil
+	return f.closeConns()
 }
 
 // generation is the number of catch-ups so far.

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -127,4 +128,85 @@ func TestChangeFeed_ReadAcrossACatchUpIsNotTrusted(t *testing.T) {
 	_, ok := c.getAt(1, 3, gen)
 	require.True(t, ok)
 	assert.True(t, c.entries[1].trusted, "an old generation never takes trust away, nor gives it")
+}
+
+// BenchmarkRecordsGet reads one record with its comments: trusted (no
+// statement while nothing was committed), after every commit (each read
+// catches the feed up first), and by its version (the path before the
+// feed, and the fallback).
+func BenchmarkRecordsGet(b *testing.B) {
+	db, path := func() (*DB, string) {
+		path := b.TempDir() + "/bench.db"
+		db, err := Open(b.Context(), path)
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = db.Close() })
+		require.NoError(b, db.Migrate(b.Context()))
+		return db, path
+	}()
+	p, d := mustUser(b, db, "p", domain.RolePatient), mustUser(b, db, "d", domain.RoleDoctor)
+	r := domain.Record{PatientID: p.ID, DoctorID: d.ID, Title: "Visit", Content: "observations", CreatedAt: t0, UpdatedAt: t0}
+	require.NoError(b, db.Records().Create(b.Context(), &r))
+	for j := range 2 {
+		c := domain.Comment{RecordID: r.ID, DoctorID: d.ID, Text: fmt.Sprint("comment ", j), CreatedAt: t0}
+		require.NoError(b, db.Comments().Create(b.Context(), &c))
+	}
+	get := func(b *testing.B) {
+		got, err := db.Records().Get(b.Context(), r.ID)
+		if err != nil || len(got.Comments) != 2 {
+			b.Fatal(err)
+		}
+	}
+	b.Run("trusted", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			get(b)
+		}
+	})
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = raw.Close() })
+	b.Run("after_a_commit", func(b *testing.B) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			b.StopTimer()
+			n++
+			_, err := raw.Exec(`UPDATE users SET email = ? WHERE id = ?`, fmt.Sprint("p", n, "@example.com"), p.ID)
+			require.NoError(b, err)
+			b.StartTimer()
+			get(b)
+		}
+	})
+	distrust := func() {
+		db.records.mu.Lock()
+		e := db.records.entries[r.ID]
+		e.trusted = false
+		db.records.entries[r.ID] = e
+		db.records.mu.Unlock()
+	}
+	b.Run("by_version", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			distrust()
+			b.StartTimer()
+			get(b)
+		}
+	})
+	// What every read paid after a commit before the feed: the version
+	// read on a connection whose page cache the commit emptied.
+	b.Run("by_version_after_a_commit", func(b *testing.B) {
+		db.records.feed.mu.Lock() // as if a catch-up were under way: no catch-up, the version is read
+		defer db.records.feed.mu.Unlock()
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			b.StopTimer()
+			n++
+			_, err := raw.Exec(`UPDATE users SET email = ? WHERE id = ?`, fmt.Sprint("q", n, "@example.com"), p.ID)
+			require.NoError(b, err)
+			b.StartTimer()
+			get(b)
+		}
+	})
 }

@@ -22,10 +22,7 @@ import (
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	actorKey
-)
+const requestIDKey ctxKey = 0
 
 // A client's request id is kept only when it cannot smuggle anything into
 // logs or headers.
@@ -38,7 +35,8 @@ type reqInfo struct {
 	client string // the client's address: the peer, or a trusted proxy's X-Forwarded-For
 	scheme string // as the client used it
 	host   string
-	prefix string // the public URL's path, before the API's own
+	prefix string       // the public URL's path, before the API's own
+	actor  domain.Actor // who sent it, once authenticate has checked the token
 }
 
 // requestID accepts or makes the request's id, echoes it and stores it,
@@ -77,19 +75,34 @@ func (s *server) logger(r *http.Request) *slog.Logger {
 func (s *server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Set("Pragma", "no-cache")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		for _, kv := range securityHeaderValues {
+			h[kv.key] = kv.value
+		}
 		if s.cfg.TLS {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			h["Strict-Transport-Security"] = hstsValue
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// securityHeaderValues are set as they are, keys already canonical: the
+// value slices are shared by every response, which net/http only reads
+// (a later Set or Add replaces a slice, never writes into it), so a
+// request costs no allocation for them.
+var securityHeaderValues = []struct {
+	key   string
+	value []string
+}{
+	{"Cache-Control", []string{"no-store"}},
+	{"Pragma", []string{"no-cache"}},
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Cross-Origin-Resource-Policy", []string{"same-origin"}},
+}
+
+var hstsValue = []string{"max-age=63072000; includeSubDomains"}
 
 // accessLog writes one line per request. It logs the route pattern, not
 // the raw path or query, and no header or body: nothing that could carry
@@ -283,16 +296,16 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// SimpleJWT's rule: another scheme (or none) is no credentials; the
 		// Bearer scheme with anything but one token is a bad token.
-		parts := strings.Fields(r.Header.Get("Authorization"))
-		if len(parts) == 0 || parts[0] != "Bearer" {
+		token, ok := parseBearer(r.Header.Get("Authorization"))
+		if !ok {
 			s.writeError(w, r, errNoCredentials)
 			return
 		}
-		if len(parts) != 2 {
+		if token == "" {
 			s.writeError(w, r, domain.TokenNotValid())
 			return
 		}
-		actor, err := s.app.Authenticate(r.Context(), parts[1])
+		actor, err := s.app.Authenticate(r.Context(), token)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -302,13 +315,44 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		actor.RequestID = requestIDOf(r.Context())
 		actor.RemoteAddr = remoteAddr(r)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey, actor)))
+		// Kept in the request's info, which requestID put in the context,
+		// rather than in a context (and a request) of its own.
+		infoOf(r.Context()).actor = actor
+		next.ServeHTTP(w, r)
 	})
+}
+
+// parseBearer reads an Authorization header by SimpleJWT's rule, on its
+// words (strings.Fields): ok is false unless the first is "Bearer"; the
+// token is "" unless there are exactly two. The usual header, "Bearer "
+// and a token of printable ASCII, is read without splitting it.
+func parseBearer(h string) (token string, ok bool) {
+	if t, found := strings.CutPrefix(h, "Bearer "); found && plainWord(t) {
+		return t, true
+	}
+	parts := strings.Fields(h)
+	if len(parts) == 0 || parts[0] != "Bearer" {
+		return "", false
+	}
+	if len(parts) != 2 {
+		return "", true
+	}
+	return parts[1], true
+}
+
+// plainWord: not empty, printable ASCII without spaces, so that
+// strings.Fields would keep it whole.
+func plainWord(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // actorOf is the authenticated caller; only routes behind authenticate
 // call it.
 func actorOf(r *http.Request) domain.Actor {
-	a, _ := r.Context().Value(actorKey).(domain.Actor)
-	return a
+	return infoOf(r.Context()).actor
 }

@@ -167,5 +167,9 @@ func (db *DB) Close() error {
 		db.readStmts.close()
 		db.writeStmts.close()
 	}
-	return errors.Join(db.read.Close(), db.write.Close())
+	err := errors.Join(db.read.Close(), db.write.Close())
+	if db.records != nil { // after the pools: see walHeader
+		err = errors.Join(err, db.records.close())
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"healthrecord/domain"
 	"healthrecord/ports"
@@ -31,6 +32,9 @@ import (
 //     the page is read again in one statement (a record reassigned
 //     meanwhile must not be shown to the doctor it left).
 //
+// A Get need not read the version when the entry is trusted: see
+// changeFeed, which keeps trust to the same invariant.
+//
 // recordcache_test.go tests each part of it.
 type cachedRecords struct {
 	records // the repository underneath, which every record is read through
@@ -39,18 +43,28 @@ type cachedRecords struct {
 
 var _ ports.Records = cachedRecords{}
 
-// Get reads the record's version from the index and takes the record
-// from the cache when it holds that version.
+// Get serves a trusted entry while nothing was committed since the
+// change feed last caught up (no statement at all); otherwise it reads
+// the record's version from the index and takes the record from the
+// cache when it holds that version.
 func (c cachedRecords) Get(ctx context.Context, id int64) (domain.Record, error) {
+	if rec, ok := c.cache.trusted(ctx, id, c.in.db); ok {
+		return rec, nil
+	}
+	gen := c.cache.generation() // before the reads: see changeFeed
 	v, err := c.version(ctx, id)
 	if err != nil {
 		return domain.Record{}, fmt.Errorf("sqlite: record %d: %w", id, notFoundIf(err))
 	}
-	if rec, ok := c.cache.get(id, v); ok {
+	if rec, ok := c.cache.getAt(id, v, gen); ok {
 		return rec, nil
 	}
 	recs, versions, err := c.byID(ctx, id)
-	c.keep(recs, versions, err)
+	if err == nil {
+		for i, rec := range recs {
+			c.cache.putAt(rec, versions[i], gen)
+		}
+	}
 	return oneRecord(id, recs, err)
 }
 
@@ -139,6 +153,10 @@ type recordCache struct {
 	entries  map[int64]cachedRecord
 	size     int
 	maxBytes int
+	// gen counts the change feed's catch-ups; 0 until the first.
+	gen   uint64
+	feed  changeFeed
+	fresh atomic.Pointer[feedMark] // the feed's last catch-up; nil before the first
 	// betweenReads, when set by a test, runs between a list's index read
 	// and its fetch, where another writer may change a record.
 	betweenReads func()
@@ -148,6 +166,9 @@ type cachedRecord struct {
 	version int64
 	rec     domain.Record
 	size    int
+	// trusted: served without reading the version while the change feed
+	// is current (see changeFeed).
+	trusted bool
 }
 
 // defaultCacheBytes bounds the record cache: enough for the records of a
@@ -161,20 +182,40 @@ func newRecordCache(maxBytes int) *recordCache {
 // get returns the record id at version, if held. The comments slice is
 // the caller's own: nothing a caller does can change an entry.
 func (c *recordCache) get(id, version int64) (domain.Record, bool) {
+	return c.getAt(id, version, 0)
+}
+
+// getAt is get that also trusts the entry when gen, read before version
+// was, is still the current generation (see changeFeed).
+func (c *recordCache) getAt(id, version int64, gen uint64) (domain.Record, bool) {
 	c.mu.Lock()
 	e, ok := c.entries[id]
+	if ok && e.version == version && !e.trusted && gen != 0 && gen == c.gen {
+		e.trusted = true
+		c.entries[id] = e
+	}
 	c.mu.Unlock()
 	if !ok || e.version != version {
 		return domain.Record{}, false
 	}
+	return e.copy(), true
+}
+
+// copy is the entry's record with a comments slice of the caller's own:
+// nothing a caller does can change an entry.
+func (e cachedRecord) copy() domain.Record {
 	r := e.rec
 	r.Comments = append(make([]domain.Comment, 0, len(e.rec.Comments)), e.rec.Comments...)
-	return r, true
+	return r
 }
 
 // put keeps r as read at version, replacing an older copy; a copy older
 // than the one held is ignored (two readers may race).
-func (c *recordCache) put(r domain.Record, version int64) {
+func (c *recordCache) put(r domain.Record, version int64) { c.putAt(r, version, 0) }
+
+// putAt is put that trusts the entry when gen, read before the record
+// was, is still the current generation (see changeFeed).
+func (c *recordCache) putAt(r domain.Record, version int64, gen uint64) {
 	e := cachedRecord{version: version, rec: r, size: recordSize(r)}
 	e.rec.Comments = append(make([]domain.Comment, 0, len(r.Comments)), r.Comments...)
 	if e.size > c.maxBytes/64 { // one huge record must not empty the cache
@@ -182,9 +223,10 @@ func (c *recordCache) put(r domain.Record, version int64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e.trusted = gen != 0 && gen == c.gen
 	if old, ok := c.entries[r.ID]; ok {
-		if old.version > version {
-			return
+		if old.version > version || (old.version == version && (old.trusted || !e.trusted)) {
+			return // the same copy, or an older one: keep the one held
 		}
 		c.size -= old.size
 		delete(c.entries, r.ID)

@@ -76,8 +76,9 @@ func scanAudit(sc scanner) (auditRow, error) {
 }
 
 // Append chains entries to the head in one transaction: ids are the head's
-// id plus one, and the head moves with them, so a deleted tail is visible.
-// The entries' ID, PrevHash and Hash are set in place.
+// id plus one, and the head moves with them, so a deleted tail is visible
+// (its row is written once per transaction, as it commits: see
+// auditHeadState). The entries' ID, PrevHash and Hash are set in place.
 func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -89,9 +90,8 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	}
 	h := r.in.db.auditHasher()
 	err := r.in.atomic(ctx, func(in repos) error {
-		var head domain.AuditHead
-		if err := in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
-			Scan(&head.ID, &head.Hash); err != nil {
+		head, err := in.auditHead(ctx)
+		if err != nil {
 			return err
 		}
 		for i := range entries {
@@ -106,7 +106,7 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 		}
 		// Several rows per INSERT: a read burst flushes hundreds of entries,
 		// and each statement has a fixed cost beside its rows'.
-		err := insertChunks(ctx, in, auditInserts, rows, func(args []any, row auditRow) []any {
+		err = insertChunks(ctx, in, auditInserts, rows, func(args []any, row auditRow) []any {
 			e := row.first
 			return append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
 				e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash, row.n, row.more)
@@ -120,9 +120,8 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 		if err != nil {
 			return err
 		}
-		_, err = in.writes().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
-			head.ID, head.Hash, mac)
-		return err
+		in.moveAuditHead(head, mac)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: append audit: %w", err)
@@ -233,6 +232,13 @@ func prefixed(prefix, cols string) string {
 }
 
 func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
+	if r.in.tx != nil {
+		h, err := r.in.auditHead(ctx)
+		if err != nil {
+			return domain.AuditHead{}, fmt.Errorf("sqlite: audit head: %w", err)
+		}
+		return h, nil
+	}
 	var h domain.AuditHead
 	err := r.in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&h.ID, &h.Hash)
 	if err != nil {
@@ -381,6 +387,9 @@ const rekeyBatch = 512
 // then re-hashes it under h from its first entry and keys the head, all in
 // the caller's transaction. A keyed chain is left as it is.
 func rekeyAudit(ctx context.Context, in repos, h *domain.AuditHasher) error {
+	if err := in.releaseAuditHead(ctx); err != nil { // the row is read and rewritten below
+		return err
+	}
 	var headID int64
 	var headHash, headMAC string
 	var keyed bool

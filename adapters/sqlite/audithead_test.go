@@ -14,9 +14,10 @@ import (
 )
 
 // Units sharing one commit chain their audit entries from the head the
-// previous unit left, and the head row is written once, as it commits; a
-// unit rolled back after appending leaves no gap and no moved head. The
-// chain verifies, and a later append follows on from it.
+// previous unit left, and rows and head row are written as it commits; a
+// unit rolled back after appending (and after reading the trail, which
+// writes what is pending) leaves no gap, no moved head and loses no other
+// unit's entry. The chain verifies, and a later append follows on.
 func TestAuditHead_SharedCommitChainsAndRollsBack(t *testing.T) {
 	db := mustOpenDB(t)
 	require.NoError(t, db.Audit().Append(t.Context(), domain.AuditEntry{At: t0, Action: domain.ActionUserRegister, Outcome: domain.OutcomeAllowed}))
@@ -38,6 +39,13 @@ func TestAuditHead_SharedCommitChainsAndRollsBack(t *testing.T) {
 					return fmt.Errorf("head inside the transaction: %v %v", h, err)
 				}
 				if i%3 == 1 {
+					// A read of the trail inside the transaction writes
+					// what earlier units left, inside this unit's
+					// savepoint: rolled back below, and written again.
+					got, err := tx.Audit().List(t.Context(), ports.AuditFilter{}, domain.Page{Limit: 1})
+					if err != nil || len(got) != 1 || got[0].RequestID != e.RequestID {
+						return fmt.Errorf("own entry not listed: %v %v", got, err)
+					}
 					return errors.New("refused")
 				}
 				return nil

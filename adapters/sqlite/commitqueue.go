@@ -25,8 +25,8 @@ type commitQueue struct {
 	// outboxCommitted runs after a batch that changed the outbox commits,
 	// before its callers hear: a caller may count on the wake.
 	outboxCommitted func()
-	// beforeCommit writes what the batch's units left for the end (the
-	// audit head); its error rolls the batch back.
+	// beforeCommit writes what the batch's units left for the end (their
+	// audit rows and head); its error rolls the batch back.
 	beforeCommit func(t *writeTx) error
 
 	jobs      chan *writeJob
@@ -48,7 +48,7 @@ type commitQueue struct {
 type writeTx struct {
 	*sql.Tx
 	outboxChanged bool
-	auditHead     *auditHeadState // nil: not read in this transaction
+	audit         *auditPending // nil: no audit in this transaction yet
 }
 
 // writeJob is one unit of work waiting in the queue.
@@ -289,16 +289,13 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 	bg := context.Background()
 	var ok []*writeJob
 	for i, j := range live {
-		var head *auditHeadState // the audit head as the unit found it
+		var audit *auditPending // the pending audit as the unit found it
 		if savepoints {
 			if _, err := stmts.ExecContext(bg, "SAVEPOINT job"); err != nil {
 				abort(sqlTx, append(ok, live[i:]...), err)
 				return
 			}
-			if t.auditHead != nil {
-				h := *t.auditHead
-				head = &h
-			}
+			audit = t.audit.snapshot()
 		}
 		r := q.runJob(j, t)
 		if r.err == nil && !r.panicked {
@@ -321,7 +318,7 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 			abort(sqlTx, append(ok, live[i+1:]...), err)
 			return
 		}
-		t.auditHead = head
+		t.audit = audit
 		j.done <- r
 	}
 	if len(ok) == 0 {

@@ -111,7 +111,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db.readStmts, db.writeStmts = newStmtCache(db.read), newStmtCache(db.write)
 	db.records = newRecordCache(defaultCacheBytes)
 	db.commits = startCommitQueue(db.write, db.writeStmts, db.outboxCommitted,
-		func(t *writeTx) error { return writeAuditHead(context.Background(), db, t) })
+		func(t *writeTx) error { return writeAudit(context.Background(), db, t) })
 	return db, nil
 }
 

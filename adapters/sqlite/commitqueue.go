@@ -122,9 +122,10 @@ func (q *commitQueue) submit(ctx context.Context, fn func(t *writeTx) error) err
 		return err
 	}
 	// A caller inside a unit finds that unit running, and it stays
-	// running while the caller waits. Any other caller usually sees the
-	// unit running at submission end soon, which clears it without
-	// reading its goroutine's number (a stack trace, costly under load).
+	// running while the caller waits. Any other caller soon sees that
+	// unit end, which clears it without reading its goroutine's number (a
+	// stack trace, costly under load, when a unit is nearly always
+	// running).
 	unit := q.running.Load()
 	var suspect <-chan time.Time
 	if unit != 0 {
@@ -192,8 +193,11 @@ wait:
 }
 
 // selfCheckAfter is how long a submission made while a unit runs waits
-// before asking whether it comes from inside that unit.
-const selfCheckAfter = time.Millisecond
+// before asking whether it comes from inside that unit: long enough that
+// a unit slowed down by a busy machine rarely outlasts it (every caller
+// waiting would pay for a stack trace), short enough that a caller inside
+// a unit still fails at once for a person.
+const selfCheckAfter = 50 * time.Millisecond
 
 // insideUnit reports whether the caller is a unit's function, running on
 // commitLoop. Outside a unit it costs one atomic load; inside, it reads

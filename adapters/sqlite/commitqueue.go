@@ -48,7 +48,8 @@ type commitQueue struct {
 type writeTx struct {
 	*sql.Tx
 	outboxChanged bool
-	audit         *auditPending // nil: no audit in this transaction yet
+	audit         *auditPending        // nil: no audit in this transaction yet
+	bound         map[string]*sql.Stmt // statements bound to it (see preparedTx)
 }
 
 // writeJob is one unit of work waiting in the queue.
@@ -285,11 +286,11 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 		return
 	}
 	q.batches.Add(1)
-	t := &writeTx{Tx: sqlTx}
+	t := &writeTx{Tx: sqlTx, bound: map[string]*sql.Stmt{}}
 	savepoints := len(live) > 1
 	// The savepoint statements run once per unit: prepared, like the
 	// units' own.
-	stmts := preparedTx{tx: sqlTx, c: q.stmts}
+	stmts := preparedTx{tx: sqlTx, c: q.stmts, bound: t.bound}
 	bg := context.Background()
 	var ok []*writeJob
 	for i, j := range live {

@@ -143,6 +143,10 @@ func (q preparedPool) QueryRowContext(ctx context.Context, query string, args ..
 type preparedTx struct {
 	tx *sql.Tx
 	c  *stmtCache
+	// bound keeps the statements bound to tx (nil: none kept): the units
+	// of a batch run the same few statements over and over, and binding
+	// one to the transaction allocates a statement each time.
+	bound map[string]*sql.Stmt
 }
 
 // unitCtx is ctx for a statement in the shared transaction: its error if
@@ -155,11 +159,18 @@ func unitCtx(ctx context.Context) (context.Context, error) {
 }
 
 func (q preparedTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st := q.bound[query]; st != nil {
+		return st
+	}
 	st := q.c.lookup(query)
 	if st == nil {
 		return nil
 	}
-	return q.tx.StmtContext(ctx, st)
+	ts := q.tx.StmtContext(ctx, st)
+	if q.bound != nil {
+		q.bound[query] = ts
+	}
+	return ts
 }
 
 func (q preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {

@@ -76,8 +76,9 @@ func scanAudit(sc scanner) (auditRow, error) {
 }
 
 // Append chains entries to the head in one transaction: ids are the head's
-// id plus one, and the head moves with them, so a deleted tail is visible.
-// The entries' ID, PrevHash and Hash are set in place.
+// id plus one, and the head moves with them, so a deleted tail is visible
+// (rows and head are written as the transaction commits: see
+// auditPending). The entries' ID, PrevHash and Hash are set in place.
 func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -89,40 +90,22 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	}
 	h := r.in.db.auditHasher()
 	err := r.in.atomic(ctx, func(in repos) error {
-		var head domain.AuditHead
-		if err := in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).
-			Scan(&head.ID, &head.Hash); err != nil {
+		p, err := in.auditState(ctx)
+		if err != nil {
 			return err
 		}
 		for i := range entries {
 			entries[i].At = fromNanos(toNanos(entries[i].At)) // exactly what is stored, and hashed
 		}
-		head, mac := h.Link(head, entries)
+		p.head, p.mac = h.Link(p.head, entries)
+		p.headMoved = true
 		rows := groupAudit(entries)
-		var refs []auditRef
 		for i, row := range rows {
 			start := int(row.first.ID - entries[0].ID)
-			refs = append(refs, rows[i].refs(entries[start:start+row.n])...)
+			p.refs = append(p.refs, rows[i].refs(entries[start:start+row.n])...)
 		}
-		// Several rows per INSERT: a read burst flushes hundreds of entries,
-		// and each statement has a fixed cost beside its rows'.
-		err := insertChunks(ctx, in, auditInserts, rows, func(args []any, row auditRow) []any {
-			e := row.first
-			return append(args, e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
-				e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash, row.n, row.more)
-		})
-		if err != nil {
-			return err
-		}
-		err = insertChunks(ctx, in, auditRefInserts, refs, func(args []any, f auditRef) []any {
-			return append(args, f.ref, f.at, f.id)
-		})
-		if err != nil {
-			return err
-		}
-		_, err = in.writes().ExecContext(ctx, `UPDATE audit_head SET last_id = ?, last_hash = ?, head_mac = ? WHERE one = 1`,
-			head.ID, head.Hash, mac)
-		return err
+		p.rows = append(p.rows, rows...)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: append audit: %w", err)
@@ -156,6 +139,9 @@ func insertChunks[T any](ctx context.Context, in repos, qs [auditRowsPerInsert +
 // searched for in the whole trail. Actors and patients are found through
 // audit_refs.
 func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]domain.AuditEntry, error) {
+	if err := r.in.syncAudit(ctx); err != nil {
+		return nil, fmt.Errorf("sqlite: list audit: %w", err)
+	}
 	patient := f.PatientID
 	if f.RecordID != 0 && patient == 0 {
 		err := r.in.reads().QueryRowContext(ctx, `SELECT patient_id FROM audit
@@ -233,6 +219,13 @@ func prefixed(prefix, cols string) string {
 }
 
 func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
+	if r.in.tx != nil {
+		p, err := r.in.auditState(ctx)
+		if err != nil {
+			return domain.AuditHead{}, fmt.Errorf("sqlite: audit head: %w", err)
+		}
+		return p.head, nil
+	}
 	var h domain.AuditHead
 	err := r.in.reads().QueryRowContext(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1`).Scan(&h.ID, &h.Hash)
 	if err != nil {
@@ -252,6 +245,9 @@ func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
 // the same order, so that an access log cannot be emptied by deleting
 // them.
 func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
+	if err := r.in.syncAudit(ctx); err != nil {
+		return domain.AuditCheck{}, fmt.Errorf("sqlite: verify audit: %w", err)
+	}
 	h := r.in.db.auditHasher()
 	var c domain.AuditCheck
 	err := r.readTx(ctx, func(q sqlRunner) error {
@@ -381,6 +377,9 @@ const rekeyBatch = 512
 // then re-hashes it under h from its first entry and keys the head, all in
 // the caller's transaction. A keyed chain is left as it is.
 func rekeyAudit(ctx context.Context, in repos, h *domain.AuditHasher) error {
+	if err := in.releaseAudit(ctx); err != nil { // the chain and head are read and rewritten below
+		return err
+	}
 	var headID int64
 	var headHash, headMAC string
 	var keyed bool

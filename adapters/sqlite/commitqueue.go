@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // commitQueue runs every write transaction on the write pool's one
@@ -24,6 +25,9 @@ type commitQueue struct {
 	// outboxCommitted runs after a batch that changed the outbox commits,
 	// before its callers hear: a caller may count on the wake.
 	outboxCommitted func()
+	// beforeCommit writes what the batch's units left for the end (their
+	// audit rows and head); its error rolls the batch back.
+	beforeCommit func(t *writeTx) error
 
 	jobs      chan *writeJob
 	batches   atomic.Int64 // transactions begun, for tests
@@ -32,10 +36,11 @@ type commitQueue struct {
 	closeOnce sync.Once
 
 	// loopID is commitLoop's goroutine, where every unit's function runs;
-	// inUnit is set while one runs. Together they tell a submission that
-	// comes from inside a unit: it would wait for itself.
-	loopID atomic.Uint64
-	inUnit atomic.Bool
+	// running numbers the unit running now (0: none). Together they tell a
+	// submission that comes from inside a unit: it would wait for itself.
+	loopID  atomic.Uint64
+	running atomic.Uint64
+	units   uint64 // units started, commitLoop's own
 }
 
 // writeTx is the transaction a batch of units shares, and what must
@@ -43,6 +48,8 @@ type commitQueue struct {
 type writeTx struct {
 	*sql.Tx
 	outboxChanged bool
+	audit         *auditPending        // nil: no audit in this transaction yet
+	bound         map[string]*sql.Stmt // statements bound to it (see preparedTx)
 }
 
 // writeJob is one unit of work waiting in the queue.
@@ -82,9 +89,9 @@ var errWriteInsideTx = errors.New("sqlite: a write through the DB inside WithinT
 
 // startCommitQueue starts commitLoop on pool, which must have exactly one
 // connection.
-func startCommitQueue(pool *sql.DB, stmts *stmtCache, outboxCommitted func()) *commitQueue {
+func startCommitQueue(pool *sql.DB, stmts *stmtCache, outboxCommitted func(), beforeCommit func(t *writeTx) error) *commitQueue {
 	q := &commitQueue{
-		pool: pool, stmts: stmts, outboxCommitted: outboxCommitted,
+		pool: pool, stmts: stmts, outboxCommitted: outboxCommitted, beforeCommit: beforeCommit,
 		jobs: make(chan *writeJob, maxBatch), quit: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	started := make(chan struct{})
@@ -115,8 +122,22 @@ func (q *commitQueue) submit(ctx context.Context, fn func(t *writeTx) error) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if q.insideUnit() {
-		return errWriteInsideTx
+	// A caller inside a unit finds that unit running, and it stays
+	// running while the caller waits. Any other caller soon sees that
+	// unit end, which clears it without reading its goroutine's number (a
+	// stack trace, costly under load, when a unit is nearly always
+	// running).
+	unit := q.running.Load()
+	var suspect <-chan time.Time
+	if unit != 0 {
+		t := time.NewTimer(selfCheckAfter)
+		defer t.Stop()
+		suspect = t.C
+	}
+	// self settles the suspicion: true if the caller is the unit itself.
+	self := func() bool {
+		suspect = nil
+		return q.running.Load() == unit && q.insideUnit()
 	}
 	j := &writeJob{ctx: ctx, fn: fn, done: make(chan jobResult, 1)}
 	select {
@@ -124,29 +145,47 @@ func (q *commitQueue) submit(ctx context.Context, fn func(t *writeTx) error) err
 		return errClosed
 	default:
 	}
-	select {
-	case q.jobs <- j:
-	case <-q.quit:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
+send:
+	for {
+		select {
+		case q.jobs <- j:
+			break send
+		case <-q.quit:
+			return errClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-suspect:
+			if self() {
+				return errWriteInsideTx
+			}
+		}
 	}
 	var r jobResult
-	select {
-	case r = <-j.done:
-	case <-ctx.Done():
-		// A unit not started yet is abandoned; one that started may be
-		// committing now, and its caller must learn whether it did.
-		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
-			return ctx.Err()
+wait:
+	for {
+		select {
+		case r = <-j.done:
+			break wait
+		case <-suspect:
+			if self() && j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+				return errWriteInsideTx // the loop will skip it
+			}
+		case <-ctx.Done():
+			// A unit not started yet is abandoned; one that started may be
+			// committing now, and its caller must learn whether it did.
+			if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+				return ctx.Err()
+			}
+			r = <-j.done
+			break wait
+		case <-q.loopDone:
+			// Queued as close finished draining: it will never run.
+			if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+				return errClosed
+			}
+			r = <-j.done
+			break wait
 		}
-		r = <-j.done
-	case <-q.loopDone:
-		// Queued as close finished draining: it will never run.
-		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
-			return errClosed
-		}
-		r = <-j.done
 	}
 	if r.panicked {
 		panic(r.panicVal)
@@ -154,12 +193,19 @@ func (q *commitQueue) submit(ctx context.Context, fn func(t *writeTx) error) err
 	return r.err
 }
 
+// selfCheckAfter is how long a submission made while a unit runs waits
+// before asking whether it comes from inside that unit: long enough that
+// a unit slowed down by a busy machine rarely outlasts it (every caller
+// waiting would pay for a stack trace), short enough that a caller inside
+// a unit still fails at once for a person.
+const selfCheckAfter = 50 * time.Millisecond
+
 // insideUnit reports whether the caller is a unit's function, running on
 // commitLoop. Outside a unit it costs one atomic load; inside, it reads
 // the goroutine's number from its stack header, the only place the
 // runtime tells it.
 func (q *commitQueue) insideUnit() bool {
-	if !q.inUnit.Load() {
+	if q.running.Load() == 0 {
 		return false // no unit runs, so the caller is not in one
 	}
 	id := q.loopID.Load()
@@ -240,20 +286,26 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 		return
 	}
 	q.batches.Add(1)
-	t := &writeTx{Tx: sqlTx}
+	t := &writeTx{Tx: sqlTx, bound: map[string]*sql.Stmt{}}
 	savepoints := len(live) > 1
+	// The savepoint statements run once per unit: prepared, like the
+	// units' own.
+	stmts := preparedTx{tx: sqlTx, c: q.stmts, bound: t.bound}
+	bg := context.Background()
 	var ok []*writeJob
 	for i, j := range live {
+		var audit *auditPending // the pending audit as the unit found it
 		if savepoints {
-			if _, err := sqlTx.Exec("SAVEPOINT job"); err != nil {
+			if _, err := stmts.ExecContext(bg, "SAVEPOINT job"); err != nil {
 				abort(sqlTx, append(ok, live[i:]...), err)
 				return
 			}
+			audit = t.audit.snapshot()
 		}
 		r := q.runJob(j, t)
 		if r.err == nil && !r.panicked {
 			if savepoints {
-				if _, err := sqlTx.Exec("RELEASE job"); err != nil {
+				if _, err := stmts.ExecContext(bg, "RELEASE job"); err != nil {
 					abort(sqlTx, append(ok, live[i:]...), err)
 					return
 				}
@@ -271,7 +323,16 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 			abort(sqlTx, append(ok, live[i+1:]...), err)
 			return
 		}
+		t.audit = audit
 		j.done <- r
+	}
+	if len(ok) == 0 {
+		_ = sqlTx.Rollback() // every unit failed: nothing to keep
+		return
+	}
+	if err := q.beforeCommit(t); err != nil {
+		abort(sqlTx, ok, err)
+		return
 	}
 	err = sqlTx.Commit()
 	if err != nil {
@@ -297,9 +358,10 @@ func abort(sqlTx *sql.Tx, jobs []*writeJob, cause error) {
 // runJob runs one job's function, turning a panic into a result for its
 // caller's goroutine to re-panic.
 func (q *commitQueue) runJob(j *writeJob, t *writeTx) (r jobResult) {
-	q.inUnit.Store(true)
+	q.units++
+	q.running.Store(q.units)
 	defer func() {
-		q.inUnit.Store(false)
+		q.running.Store(0)
 		if v := recover(); v != nil {
 			r = jobResult{panicked: true, panicVal: v}
 		}

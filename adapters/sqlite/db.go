@@ -110,7 +110,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	}
 	db.readStmts, db.writeStmts = newStmtCache(db.read), newStmtCache(db.write)
 	db.records = newRecordCache(defaultCacheBytes)
-	db.commits = startCommitQueue(db.write, db.writeStmts, db.outboxCommitted)
+	db.commits = startCommitQueue(db.write, db.writeStmts, db.outboxCommitted,
+		func(t *writeTx) error { return writeAudit(context.Background(), db, t) })
 	return db, nil
 }
 

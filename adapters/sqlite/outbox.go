@@ -188,6 +188,12 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 	err := r.in.atomic(ctx, func(in repos) error {
 		stored = 0
 		var changed []any
+		if ids, ok, err := recordDelivered(ctx, in, owner, results); err != nil {
+			return err
+		} else if ok {
+			stored, changed = len(ids), ids
+			results = nil // all recorded
+		}
 		for _, res := range results {
 			var state string
 			var delivered any
@@ -225,6 +231,31 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 		return 0, fmt.Errorf("sqlite: record outbox deliveries: %w", err)
 	}
 	return stored, nil
+}
+
+// recordDelivered records a batch that was all delivered through one
+// sink at one time, as the in-API loop's is, in one statement instead of
+// one per delivery (the commit loop runs it, and every write waits for
+// that loop); ok is false for any other batch, left to the caller. ids
+// are the events whose pending delivery owner held.
+func recordDelivered(ctx context.Context, in repos, owner string, results []domain.DeliveryResult) (ids []any, ok bool, err error) {
+	first := results[0]
+	for _, res := range results {
+		if res.Outcome != domain.OutcomeDelivered || res.Error != "" || res.Sink != first.Sink || !res.At.Equal(first.At) {
+			return nil, false, nil
+		}
+	}
+	at := toNanos(first.At)
+	args := []any{domain.OutboxDelivered, at, at, first.Sink, owner}
+	for _, res := range results {
+		args = append(args, res.EventID)
+	}
+	ids, err = queryAll(ctx, in.reads(), scanID,
+		`UPDATE outbox_deliveries SET state = ?, attempts = attempts + 1, last_error = '',
+		        next_attempt_at = ?, delivered_at = ?, claimed_by = NULL, claimed_until = NULL
+		 WHERE sink = ? AND claimed_by = ? AND state = 'pending' AND event_id IN (`+placeholders(len(results))+`)
+		 RETURNING event_id`, args...)
+	return ids, true, err
 }
 
 func rowsChanged(res sql.Result, err error) (int64, error) {

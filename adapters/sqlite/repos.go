@@ -84,7 +84,7 @@ type sqlExecer interface {
 // writes) or on the read pool.
 func (in repos) reads() sqlRunner {
 	if in.tx != nil {
-		return preparedTx{tx: in.tx.Tx, c: in.db.writeStmts}
+		return preparedTx{tx: in.tx.Tx, c: in.db.writeStmts, bound: in.tx.bound}
 	}
 	return preparedPool{c: in.db.readStmts}
 }
@@ -93,7 +93,7 @@ func (in repos) reads() sqlRunner {
 // each as a unit of work of its own (autocommit).
 func (in repos) writes() sqlExecer {
 	if in.tx != nil {
-		return preparedTx{tx: in.tx.Tx, c: in.db.writeStmts}
+		return preparedTx{tx: in.tx.Tx, c: in.db.writeStmts, bound: in.tx.bound}
 	}
 	return autocommit{db: in.db}
 }
@@ -104,7 +104,7 @@ type autocommit struct{ db *DB }
 
 func (a autocommit) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	err = a.db.commits.submit(ctx, func(t *writeTx) error {
-		res, err = preparedTx{tx: t.Tx, c: a.db.writeStmts}.ExecContext(ctx, query, args...)
+		res, err = preparedTx{tx: t.Tx, c: a.db.writeStmts, bound: t.bound}.ExecContext(ctx, query, args...)
 		return err
 	})
 	return res, err

@@ -132,20 +132,52 @@ func (q preparedPool) QueryRowContext(ctx context.Context, query string, args ..
 // preparedTx runs queries in a transaction through the write pool's cache;
 // database/sql reuses the statement already prepared on the transaction's
 // connection.
+//
+// Its statements run with their caller's context no longer cancellable
+// (an ended context still refuses the next statement). The transaction is
+// shared by every unit of the batch: SQLite interrupted in the middle of a
+// write rolls the whole transaction back, failing the other units for one
+// caller that left; and a cancellable context costs a watching goroutine
+// per statement, in the driver and in database/sql, on the commit loop
+// that every write waits for.
 type preparedTx struct {
 	tx *sql.Tx
 	c  *stmtCache
+	// bound keeps the statements bound to tx (nil: none kept): the units
+	// of a batch run the same few statements over and over, and binding
+	// one to the transaction allocates a statement each time.
+	bound map[string]*sql.Stmt
+}
+
+// unitCtx is ctx for a statement in the shared transaction: its error if
+// it has ended, else ctx without its cancellation.
+func unitCtx(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
 }
 
 func (q preparedTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st := q.bound[query]; st != nil {
+		return st
+	}
 	st := q.c.lookup(query)
 	if st == nil {
 		return nil
 	}
-	return q.tx.StmtContext(ctx, st)
+	ts := q.tx.StmtContext(ctx, st)
+	if q.bound != nil {
+		q.bound[query] = ts
+	}
+	return ts
 }
 
 func (q preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx, err := unitCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if st := q.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -153,6 +185,10 @@ func (q preparedTx) ExecContext(ctx context.Context, query string, args ...any) 
 }
 
 func (q preparedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx, err := unitCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -160,8 +196,14 @@ func (q preparedTx) QueryContext(ctx context.Context, query string, args ...any)
 }
 
 func (q preparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := q.stmt(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
+	uctx, err := unitCtx(ctx)
+	if err != nil {
+		// The ended context's error, through a Row as database/sql
+		// reports it.
+		return q.tx.QueryRowContext(ctx, query, args...)
 	}
-	return q.tx.QueryRowContext(ctx, query, args...)
+	if st := q.stmt(uctx, query); st != nil {
+		return st.QueryRowContext(uctx, args...)
+	}
+	return q.tx.QueryRowContext(uctx, query, args...)
 }

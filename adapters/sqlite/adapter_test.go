@@ -378,10 +378,10 @@ func TestAuditVerify_DetectsTamperingWithAList(t *testing.T) {
 		{"count_lowered", `UPDATE audit SET n = 2, more = substr(more, 1, 2) WHERE id = 2`, 2},
 		{"first_record_edited", `UPDATE audit SET record_id = 24 WHERE id = 2`, 2},
 		// Deleting the patient's index row would empty its records' access log.
-		{"access_log_emptied", `DELETE FROM audit_refs WHERE ref = -2`, 2},
-		{"index_row_moved", `UPDATE audit_refs SET ref = -3 WHERE ref = -2`, 2},
-		{"index_row_added", `INSERT INTO audit_refs (ref, at, id) SELECT 7, at, id FROM audit WHERE id = 2`, 2},
-		{"index_row_naming_no_entry", `INSERT INTO audit_refs (ref, at, id) VALUES (7, 1, 99)`, 99},
+		{"access_log_emptied", `DELETE FROM audit_users WHERE user_id = 2`, 2},
+		{"index_row_moved", `UPDATE audit_users SET user_id = 3 WHERE user_id = 2`, 2},
+		{"index_row_added", `INSERT INTO audit_users (user_id, at, id) SELECT 7, at, id FROM audit WHERE id = 2`, 2},
+		{"index_row_naming_no_entry", `INSERT INTO audit_users (user_id, at, id) VALUES (7, 1, 99)`, 99},
 		{"list_deleted", `DELETE FROM audit WHERE id = 2`, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ const auditRowsPerInsert = 32
 
 // auditInserts[n] inserts n rows; auditRefInserts[n] n index rows.
 var auditInserts, auditRefInserts = multiRowInserts("audit ("+auditCols+")", auditColCount),
-	multiRowInserts("audit_refs (ref, at, id)", 3)
+	multiRowInserts("audit_users (user_id, at, id)", 3)
 
 func multiRowInserts(into string, cols int) (q [auditRowsPerInsert + 1]string) {
 	row := "(" + placeholders(cols) + ")"
@@ -137,7 +137,7 @@ func insertChunks[T any](ctx context.Context, in repos, qs [auditRowsPerInsert +
 // patient's (a record never changes patient; its patient is on its
 // record.create entry); a record whose creation is not on file is
 // searched for in the whole trail. Actors and patients are found through
-// audit_refs.
+// audit_users.
 func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]domain.AuditEntry, error) {
 	if err := r.in.syncAudit(ctx); err != nil {
 		return nil, fmt.Errorf("sqlite: list audit: %w", err)
@@ -153,8 +153,8 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 	var w where
 	from, at, id := " FROM audit a", "a.at", "a.id"
 	if user := cmp.Or(patient, f.ActorID); user != 0 {
-		from, at, id = " FROM audit_refs f JOIN audit a ON a.id = f.id", "f.at", "f.id"
-		w.add("f.ref = ?", -user)
+		from, at, id = " FROM audit_users f JOIN audit a ON a.id = f.id", "f.at", "f.id"
+		w.add("f.user_id = ?", user)
 	}
 	if f.ActorID != 0 {
 		w.add("a.actor_id = ?", f.ActorID)
@@ -241,7 +241,7 @@ func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
 // id, and a head moved back to an earlier entry at that entry (its MAC),
 // unless it is a head row saved earlier: since, a head kept outside,
 // catches that one at the first entry missing. The index rows of
-// audit_refs are checked against the rows they index, read alongside in
+// audit_users are checked against the rows they index, read alongside in
 // the same order, so that an access log cannot be emptied by deleting
 // them.
 func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.AuditCheck, error) {
@@ -251,7 +251,7 @@ func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.Audi
 	h := r.in.db.auditHasher()
 	var c domain.AuditCheck
 	err := r.readTx(ctx, func(q sqlRunner) error {
-		refRows, err := q.QueryContext(ctx, `SELECT ref, at, id FROM audit_refs ORDER BY id, ref`)
+		refRows, err := q.QueryContext(ctx, `SELECT user_id, at, id FROM audit_users ORDER BY id, user_id`)
 		if err != nil {
 			return err
 		}
@@ -308,7 +308,7 @@ func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.Audi
 	return c, nil
 }
 
-// refReader reads audit_refs in (id, ref) order beside the rows.
+// refReader reads audit_users in (id, user_id) order beside the rows.
 type refReader struct {
 	rows   *sql.Rows
 	peeked *auditRef
@@ -324,7 +324,7 @@ func (r *refReader) next() (*auditRef, error) {
 		return nil, r.rows.Err()
 	}
 	var f auditRef
-	if err := r.rows.Scan(&f.ref, &f.at, &f.id); err != nil {
+	if err := r.rows.Scan(&f.user, &f.at, &f.id); err != nil {
 		return nil, err
 	}
 	r.peeked = &f
@@ -332,7 +332,7 @@ func (r *refReader) next() (*auditRef, error) {
 }
 
 // match consumes the index rows up to row id and reports whether they
-// are exactly want (sorted by ref).
+// are exactly want (sorted by user).
 func (r *refReader) match(id int64, want []auditRef) (bool, error) {
 	ok := true
 	for {

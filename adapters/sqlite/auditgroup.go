@@ -12,7 +12,7 @@ import (
 // The audit trail is stored in groups: the entries one request leaves
 // for the records a list showed differ only in record and patient, so
 // they are kept as one row (ids id … id+n-1; the first entry's record and
-// patient in columns, the others' in `more`) with one audit_refs row per
+// patient in columns, the others' in `more`) with one audit_users row per
 // user it names (actor or patient). A patient's list then costs one wide
 // row and one index row instead of a wide row and four index entries per
 // record shown. Every entry is still hashed on its own in the chain; a
@@ -97,10 +97,9 @@ func (r auditRow) entries(h *domain.AuditHasher) ([]domain.AuditEntry, error) {
 	return out, nil
 }
 
-// auditRef is one audit_refs row: a user (its id negated, so that records
-// may share the table one day) that the row with that id and time names as
-// its actor or as a patient.
-type auditRef struct{ ref, at, id int64 }
+// auditRef is one audit_users row: a user that the row with that id and
+// time names as its actor or as a patient.
+type auditRef struct{ user, at, id int64 }
 
 // refs are the row's index rows: its actor and each patient its entries
 // name, once each, sorted. A patient's own list names one user, indexed
@@ -111,13 +110,13 @@ func (r auditRow) refs(es []domain.AuditEntry) []auditRef {
 	at := toNanos(r.first.At)
 	var out []auditRef
 	if r.first.ActorID != 0 {
-		out = append(out, auditRef{-r.first.ActorID, at, r.first.ID})
+		out = append(out, auditRef{r.first.ActorID, at, r.first.ID})
 	}
 	for _, e := range es {
 		if e.PatientID != 0 {
-			out = append(out, auditRef{-e.PatientID, at, r.first.ID})
+			out = append(out, auditRef{e.PatientID, at, r.first.ID})
 		}
 	}
-	slices.SortFunc(out, func(a, b auditRef) int { return cmp.Compare(a.ref, b.ref) })
+	slices.SortFunc(out, func(a, b auditRef) int { return cmp.Compare(a.user, b.user) })
 	return slices.Compact(out)
 }

@@ -87,7 +87,7 @@ func writeAudit(ctx context.Context, db *DB, t *writeTx) error {
 	}
 	p.wroteRows = len(p.rows)
 	err = insertChunks(ctx, in, auditRefInserts, p.refs[p.wroteRefs:], func(args []any, f auditRef) []any {
-		return append(args, f.ref, f.at, f.id)
+		return append(args, f.user, f.at, f.id)
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"healthrecord/app"
 	"healthrecord/domain"
 	"healthrecord/internal/username"
+	"healthrecord/ports"
 )
 
 // testPassword passes Django's validators for every username used here.
@@ -106,14 +107,20 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // stopped at cleanup.
 func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (testStore, *app.App) {
 	tb.Helper()
-	ctx := context.Background()
-	dir := tb.TempDir()
 	db := openTestStore(tb)
-	tokens, err := jwt.LoadOrCreate(filepath.Join(dir, "keys.json"), time.Now())
+	return db, startApp(tb, db, db, acfg, log)
+}
+
+// startApp starts an app over store, which may wrap db (the test's store,
+// whose counters it uses on PostgreSQL), and stops it when the test ends.
+func startApp(tb testing.TB, store ports.Store, db testStore, acfg app.Config, log *slog.Logger) *app.App {
+	tb.Helper()
+	ctx := context.Background()
+	tokens, err := jwt.LoadOrCreate(filepath.Join(tb.TempDir(), "keys.json"), time.Now())
 	require.NoError(tb, err)
 	attempts, _ := countersOf(tb, db)
 	a := app.New(app.Deps{
-		Store: db, Tokens: tokens, Hasher: password.New(cheapHashing, 2),
+		Store: store, Tokens: tokens, Hasher: password.New(cheapHashing, 2),
 		Clock: clock{}, Random: randomBytes, Log: log, UsernameKey: username.Key, Attempts: attempts,
 	}, acfg)
 	require.NoError(tb, a.Start(ctx))
@@ -125,7 +132,7 @@ func newStack(tb testing.TB, acfg app.Config, log *slog.Logger) (testStore, *app
 		<-done
 		require.NoError(tb, a.Close(context.Background()))
 	})
-	return db, a
+	return a
 }
 
 // resp is an answer, read whole.

@@ -122,20 +122,20 @@ func (s *server) notificationStream(w http.ResponseWriter, r *http.Request) {
 		buf.Reset()
 		return err == nil && rc.Flush() == nil
 	}
-	buf.WriteString(": connected\nretry: 2000\n\n")
-	if !send() {
-		return
-	}
-
 	ctx := r.Context()
 	if !resume {
 		// A new stream starts after what exists now; the list endpoint
-		// serves the history.
+		// serves the history. Read before the client hears "connected":
+		// whatever is stored after that must reach it.
 		var err error
 		if last, err = s.app.LatestNotificationID(ctx, actor); err != nil {
 			s.logger(r).Error("notification stream", "err", err)
 			return
 		}
+	}
+	buf.WriteString(": connected\nretry: 2000\n\n")
+	if !send() {
+		return
 	}
 	poll := time.NewTicker(cfg.Poll)
 	defer poll.Stop()

@@ -19,6 +19,7 @@ import (
 	"healthrecord/adapters/httpapi"
 	"healthrecord/app"
 	"healthrecord/domain"
+	"healthrecord/ports"
 )
 
 // sseEvent is one event or comment read from a stream.
@@ -205,6 +206,41 @@ func TestNotificationStream_DeliversWithinASecondAndOutlivesServerTimeouts(t *te
 	ev, ok = s.next(t, 3*time.Second)
 	require.True(t, ok)
 	assert.Equal(t, strconv.FormatInt(mine, 10), ev.ID)
+}
+
+// slowStart is a store whose notification lists take a while: the
+// stream's starting point is read slowly.
+type slowStart struct{ testStore }
+
+func (s slowStart) Notifications() ports.Notifications { return slowList{s.testStore.Notifications()} }
+
+type slowList struct{ ports.Notifications }
+
+func (l slowList) List(ctx context.Context, userID int64, p domain.Page) ([]domain.Notification, error) {
+	time.Sleep(300 * time.Millisecond)
+	return l.Notifications.List(ctx, userID, p)
+}
+
+// A notification stored as soon as the client hears the stream is open
+// still reaches it: the stream's starting point is read before the client
+// hears anything, not after (then a notification stored meanwhile counted
+// as history and reached the list endpoint only).
+func TestNotificationStream_StoredRightAfterOpeningIsSent(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	db := openTestStore(t)
+	a := startApp(t, slowStart{db}, db, app.Config{}, log)
+	srv := httptest.NewServer(httpapi.NewServer(a, httpapi.Config{Ready: db.Ready}, log))
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv, db: db, app: a, logs: &lockedBuffer{}}
+	p, d := e.mustPatient(t), e.mustDoctor(t, true)
+	for i := range 3 {
+		s := openStream(t, srv.URL, d.Token)
+		id := e.deliver(t, d, p, int64(100+i), false)
+		ev, ok := s.next(t, 3*time.Second) // fails the test when nothing comes
+		require.True(t, ok, "round %d: the stream ended", i)
+		require.Equal(t, strconv.FormatInt(id, 10), ev.ID, "round %d", i)
+		s.Close()
+	}
 }
 
 func TestNotificationStream_Heartbeat(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"healthrecord/adapters/postgres"
 	"healthrecord/adapters/smtp"
 	"healthrecord/app"
+	"healthrecord/internal/logwriter"
 	"healthrecord/internal/username"
 	"healthrecord/ports"
 )
@@ -143,7 +144,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := errors.Join(c.validate(), c.validateNotifications()); err != nil {
 		return err
 	}
-	log := newLogger(stderr, c.LogLevel)
+	// Requests log through a queue, so that one's line never waits for
+	// another's write (see logwriter); closed last, it writes every line.
+	logOut := logwriter.New(stderr, 0)
+	defer logOut.Close()
+	log := newLogger(logOut, c.LogLevel)
 	setMemoryLimit(getenv)
 
 	// Everything that can fail for the operator's settings fails here,
@@ -272,6 +277,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		serveErr <- err
 	}()
 	log.Info("listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "db", c.DB)
+	logOut.Flush() // whoever is told it listens finds the start-up lines written
 	if ready != nil {
 		metricsAddr := ""
 		if metricsLn != nil {

@@ -99,12 +99,12 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 		}
 		p.head, p.mac = h.Link(p.head, entries)
 		p.headMoved = true
-		rows := groupAudit(entries)
-		for i, row := range rows {
+		from := len(p.rows)
+		p.rows = groupAudit(p.rows, entries)
+		for _, row := range p.rows[from:] {
 			start := int(row.first.ID - entries[0].ID)
-			p.refs = append(p.refs, rows[i].refs(entries[start:start+row.n])...)
+			p.refs = row.appendRefs(p.refs, entries[start:start+row.n])
 		}
-		p.rows = append(p.rows, rows...)
 		return nil
 	})
 	if err != nil {
@@ -116,10 +116,11 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 // insertChunks inserts vs with the multi-row statements qs, at most
 // auditRowsPerInsert rows per statement.
 func insertChunks[T any](ctx context.Context, in repos, qs [auditRowsPerInsert + 1]string, vs []T, args func([]any, T) []any) error {
+	var a []any // one for every chunk: a full one holds hundreds of arguments
 	for rest := vs; len(rest) > 0; {
 		chunk := rest[:min(len(rest), auditRowsPerInsert)]
 		rest = rest[len(chunk):]
-		var a []any
+		a = a[:0]
 		for _, v := range chunk {
 			a = args(a, v)
 		}

@@ -39,25 +39,46 @@ func sameGroup(a, b domain.AuditEntry) bool {
 		a.RequestID == b.RequestID && a.RemoteAddr == b.RemoteAddr
 }
 
-// groupAudit splits chained entries (ids, hashes set) into rows.
-func groupAudit(es []domain.AuditEntry) []auditRow {
-	var rows []auditRow
+// groupAudit splits chained entries (ids, hashes set) into rows, appended
+// to dst. dst grows once, by the rows' count: a read burst flushes
+// hundreds of one-entry rows, and a row is a large struct with pointers,
+// costly to copy and to clear again and again as append doubles.
+func groupAudit(dst []auditRow, es []domain.AuditEntry) []auditRow {
+	dst = slices.Grow(dst, auditGroups(es))
 	for start := 0; start < len(es); {
-		end := start + 1
-		for end < len(es) && end-start < maxAuditGroup && sameGroup(es[start], es[end]) {
-			end++
-		}
+		end := groupEnd(es, start)
 		g := es[start:end]
 		row := auditRow{first: g[0], n: len(g)}
 		row.first.Hash = g[len(g)-1].Hash
-		for _, e := range g[1:] {
-			row.more = binary.AppendUvarint(row.more, uint64(e.RecordID))
-			row.more = binary.AppendUvarint(row.more, uint64(e.PatientID))
+		if len(g) > 1 {
+			row.more = make([]byte, 0, (len(g)-1)*2*binary.MaxVarintLen32)
+			for _, e := range g[1:] {
+				row.more = binary.AppendUvarint(row.more, uint64(e.RecordID))
+				row.more = binary.AppendUvarint(row.more, uint64(e.PatientID))
+			}
 		}
-		rows = append(rows, row)
+		dst = append(dst, row)
 		start = end
 	}
-	return rows
+	return dst
+}
+
+// groupEnd is the end of the row that starts at es[start].
+func groupEnd(es []domain.AuditEntry, start int) int {
+	end := start + 1
+	for end < len(es) && end-start < maxAuditGroup && sameGroup(es[start], es[end]) {
+		end++
+	}
+	return end
+}
+
+// auditGroups is how many rows groupAudit makes of es.
+func auditGroups(es []domain.AuditEntry) int {
+	n := 0
+	for start := 0; start < len(es); start = groupEnd(es, start) {
+		n++
+	}
+	return n
 }
 
 var errBadGroup = errors.New("sqlite: an audit row's packed entries do not match its count")
@@ -106,17 +127,24 @@ type auditRef struct{ user, at, id int64 }
 // once for both filters. Records are not indexed one by one: a list names
 // ten, and ten index rows scattered over the tree cost most of a list; a
 // record's entries are found among its patient's.
-func (r auditRow) refs(es []domain.AuditEntry) []auditRef {
+func (r auditRow) refs(es []domain.AuditEntry) []auditRef { return r.appendRefs(nil, es) }
+
+// appendRefs appends the row's index rows (see refs) to dst.
+func (r auditRow) appendRefs(dst []auditRef, es []domain.AuditEntry) []auditRef {
+	from := len(dst)
 	at := toNanos(r.first.At)
-	var out []auditRef
 	if r.first.ActorID != 0 {
-		out = append(out, auditRef{r.first.ActorID, at, r.first.ID})
+		dst = append(dst, auditRef{r.first.ActorID, at, r.first.ID})
 	}
 	for _, e := range es {
 		if e.PatientID != 0 {
-			out = append(out, auditRef{e.PatientID, at, r.first.ID})
+			dst = append(dst, auditRef{e.PatientID, at, r.first.ID})
 		}
 	}
-	slices.SortFunc(out, func(a, b auditRef) int { return cmp.Compare(a.user, b.user) })
-	return slices.Compact(out)
+	own := dst[from:]
+	if len(own) == 2 && own[0].user == own[1].user {
+		return dst[:from+1] // a patient's own read: one user
+	}
+	slices.SortFunc(own, func(a, b auditRef) int { return cmp.Compare(a.user, b.user) })
+	return dst[:from+len(slices.Compact(own))]
 }

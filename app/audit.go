@@ -58,11 +58,9 @@ func (a *App) auditShown(actor domain.Actor, action string, shown []domain.Recor
 		a.audit.add(a.entry(actor, action, domain.Record{}, domain.OutcomeAllowed, now))
 		return
 	}
-	entries := make([]domain.AuditEntry, len(shown))
-	for i, r := range shown {
-		entries[i] = a.entry(actor, action, r, domain.OutcomeAllowed, now)
-	}
-	a.audit.add(entries...)
+	a.audit.addEach(len(shown), func(i int) domain.AuditEntry {
+		return a.entry(actor, action, shown[i], domain.OutcomeAllowed, now)
+	})
 }
 
 // auditBatcher buffers read entries and appends them in one transaction
@@ -75,6 +73,10 @@ type auditBatcher struct {
 
 	mu      sync.Mutex
 	pending []domain.AuditEntry
+	// spare is the last flushed batch, emptied, to be the next pending:
+	// a busy server's buffer holds hundreds of large entries, and growing
+	// a new one from nothing after every flush costs reads their CPU.
+	spare   []domain.AuditEntry
 	flushMu sync.Mutex // one flush at a time keeps entries in order
 	kick    chan struct{}
 }
@@ -96,6 +98,22 @@ func (b *auditBatcher) add(es ...domain.AuditEntry) {
 	b.pending = append(b.pending, es...)
 	n := len(b.pending)
 	b.mu.Unlock()
+	b.added(n)
+}
+
+// addEach queues entry(0) … entry(n-1), made straight into the buffer.
+func (b *auditBatcher) addEach(n int, entry func(i int) domain.AuditEntry) {
+	b.mu.Lock()
+	for i := range n {
+		b.pending = append(b.pending, entry(i))
+	}
+	n = len(b.pending)
+	b.mu.Unlock()
+	b.added(n)
+}
+
+// added kicks a flush, or waits for one, now that n entries are buffered.
+func (b *auditBatcher) added(n int) {
 	if n >= maxPendingAudit {
 		select {
 		case b.kick <- struct{}{}:
@@ -158,18 +176,26 @@ func (b *auditBatcher) Flush(ctx context.Context) error {
 func (b *auditBatcher) flushLocked(ctx context.Context) error {
 	b.mu.Lock()
 	batch := b.pending
-	b.pending = nil
+	b.pending, b.spare = b.spare, nil
 	b.mu.Unlock()
 	if len(batch) == 0 {
+		b.mu.Lock()
+		b.spare = batch
+		b.mu.Unlock()
 		return nil
 	}
 	err := b.store.WithinTx(ctx, func(tx ports.Repos) error { return tx.Audit().Append(ctx, batch...) })
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err != nil {
-		b.mu.Lock()
 		b.pending = append(batch, b.pending...)
-		b.mu.Unlock()
+		return err
 	}
-	return err
+	if cap(batch) <= maxPendingAudit*2 { // not what a backlog grew it to
+		clear(batch) // let go of the entries' strings
+		b.spare = batch[:0]
+	}
+	return nil
 }
 
 // Close flushes what is left.

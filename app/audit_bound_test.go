@@ -79,3 +79,39 @@ func TestAuditBatcher_BoundedWhenReadsOutrunTheWriter(t *testing.T) {
 	assert.Less(t, most.Load(), int64(readers*pages*perPage/10), "far below what the flood adds")
 	assert.Equal(t, int64(readers*pages*perPage), st.appended.Load(), "every entry written")
 }
+
+// BenchmarkAuditBatcher queues one flush interval's entries of a busy
+// server (350 reads, or 35 lists of 10 records) and flushes them to a
+// store that takes them at once: what the buffer costs, per entry.
+func BenchmarkAuditBatcher(b *testing.B) {
+	for _, shape := range []struct {
+		name         string
+		calls, shown int
+	}{{"reads", 350, 0}, {"lists", 35, 10}} {
+		b.Run(shape.name, func(b *testing.B) {
+			a := &App{clock: benchClock{}}
+			a.audit = newAuditBatcher(&slowAuditStore{}, slog.New(slog.DiscardHandler), time.Hour)
+			actor := domain.Actor{ID: 7, Role: domain.RolePatient, RequestID: "0123456789abcdef0123456789abcdef", RemoteAddr: "127.0.0.1"}
+			rec := domain.Record{ID: 70, PatientID: 7}
+			shown := make([]domain.Record, shape.shown)
+			for i := range shown {
+				shown[i] = domain.Record{ID: int64(70 + i), PatientID: 7}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for range shape.calls {
+					if shape.shown == 0 {
+						a.auditRead(actor, domain.ActionRecordRead, rec, domain.OutcomeAllowed)
+					} else {
+						a.auditShown(actor, domain.ActionRecordList, shown)
+					}
+				}
+				require.NoError(b, a.audit.Flush(context.Background()))
+			}
+		})
+	}
+}
+
+type benchClock struct{}
+
+func (benchClock) Now() time.Time { return time.Unix(1_800_000_000, 0) }

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -51,6 +52,12 @@ type Config struct {
 	// StartedAt is when the service started, for the admin overview;
 	// default when the handler was made.
 	StartedAt time.Time
+	// AccessLog, when set, takes the access log's lines, formatted here
+	// as the logger's handler would if it were slog.NewJSONHandler at
+	// level info (without slog's per-attribute work on every request);
+	// a line whose strings would need escaping still goes through the
+	// logger. nil logs every line through the logger.
+	AccessLog io.Writer
 }
 
 // Observer receives what the HTTP adapter sees, for metrics. Its methods

@@ -116,8 +116,9 @@ func walkThrough(t *testing.T, env map[string]string) {
 	}
 	assert.Equal(t, 4, reads, "every read by the doctor is in the audit trail after shutdown")
 
-	// No secret or health content in the logs.
+	// No secret or health content in the logs; each request has its line.
 	logs := s.logs.all() + s2.logs.all()
+	assert.Regexp(t, `(?m)^\{"time":"[^"]+","level":"INFO","msg":"request","method":"GET","route":"/api/records/\{id\}/","status":200,"duration_us":\d+,"bytes":\d+,"request_id":"[0-9a-f]{32}","remote":"127\.0\.0\.1"\}$`, logs)
 	for _, secret := range []string{"Corr3ct-Horse", "Blood test", "Cholesterol", "Within range", patient, doctor} {
 		assert.NotContains(t, logs, secret)
 	}

@@ -229,6 +229,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if obs != nil {
 		hcfg.Observer = obs
 	}
+	if log.Enabled(ctx, slog.LevelInfo) {
+		// log is newLogger's JSON handler, whose lines the adapter writes
+		// the same, into the same queue.
+		hcfg.AccessLog = logOut
+	}
 	handler := httpapi.NewServer(a, hcfg, log)
 	srv := newHTTPServer(handler, log)
 	srv.TLSConfig = tlsCfg

@@ -155,14 +155,16 @@ func (c *recordCache) trusted(ctx context.Context, id int64, db *DB) (domain.Rec
 	return domain.Record{}, false
 }
 
-// catchUp applies the log's rows since the last catch-up; false when
-// another catch-up is under way or this one failed (the caller then
-// reads the version).
+// catchUp applies the log's rows since the last catch-up; false when it
+// failed (the caller then reads the version). A Get that finds another
+// catch-up under way waits for it rather than read its version: every
+// commit (an audit flush, many times a second under load) sends the
+// reads after it here together, and one short read of the log serves
+// them all, where each reading its version would cost a statement on a
+// connection whose page cache the commit emptied.
 func (c *recordCache) catchUp(ctx context.Context) bool {
 	f := &c.feed
-	if !f.mu.TryLock() {
-		return false
-	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	h, ok := f.wal.load() // before the log is read
 	if !ok {

@@ -30,8 +30,9 @@ func recordCursor(r domain.Record) domain.Cursor {
 }
 
 // CreateRecord stores a patient's record. When it names a doctor, the
-// assignment's outbox event and the audit entry commit in the same
-// transaction, so the doctor is notified if and only if it committed.
+// assignment's outbox event, the doctor's in-API notification (see
+// assign) and the audit entry commit in the same transaction, so the
+// doctor is notified if and only if it committed.
 // EForbidden, EInvalid.
 func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.RecordChange) (domain.Record, error) {
 	if err := domain.CanCreateRecord(actor); err != nil {

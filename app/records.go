@@ -30,8 +30,9 @@ func recordCursor(r domain.Record) domain.Cursor {
 }
 
 // CreateRecord stores a patient's record. When it names a doctor, the
-// assignment's outbox event and the audit entry commit in the same
-// transaction, so the doctor is notified if and only if it committed.
+// assignment's outbox event, the doctor's in-API notification (see
+// assign) and the audit entry commit in the same transaction, so the
+// doctor is notified if and only if it committed.
 // EForbidden, EInvalid.
 func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.RecordChange) (domain.Record, error) {
 	if err := domain.CanCreateRecord(actor); err != nil {
@@ -56,8 +57,7 @@ func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.Rec
 			return err
 		}
 		if r.DoctorID != 0 {
-			ev := domain.NewAssignmentEvent(r, now, a.Sinks()...)
-			if err := tx.Outbox().Add(ctx, &ev); err != nil {
+			if err := a.assign(ctx, tx, r, now); err != nil {
 				return err
 			}
 		}
@@ -67,8 +67,37 @@ func (a *App) CreateRecord(ctx context.Context, actor domain.Actor, c domain.Rec
 	if err != nil {
 		return domain.Record{}, err
 	}
+	if rec.DoctorID != 0 {
+		a.notifiedInTx()
+	}
 	rec.Comments = []domain.Comment{}
 	return rec, nil
+}
+
+// assign commits a record's assignment event, and with it the doctor's
+// in-API notification: it needs nothing outside the database, so it is
+// delivered in the assignment's own transaction rather than claimed and
+// delivered in another after it. It exists if and only if the assignment
+// committed, once (one notification per event), and the dispatcher
+// never sees it pending; the event's other sinks (email) stay pending
+// for the dispatcher.
+func (a *App) assign(ctx context.Context, tx ports.Repos, r domain.Record, now time.Time) error {
+	ev := domain.NewAssignmentEvent(r, now, a.Sinks()...)
+	ev.Delivered(domain.SinkNotification, now)
+	if err := tx.Outbox().Add(ctx, &ev); err != nil {
+		return err
+	}
+	n := domain.NotificationFor(ev)
+	_, err := tx.Notifications().Create(ctx, &n)
+	return err
+}
+
+// notifiedInTx is what follows the commit of notifications delivered in
+// their event's transaction: open streams look at once, and the delivery
+// is counted, at no delay from its commit.
+func (a *App) notifiedInTx() {
+	a.notified.notify()
+	a.observe(domain.SinkNotification, domain.OutcomeDelivered, 0)
 }
 
 // checkAssignable: the doctor must exist and be an approved, active
@@ -114,6 +143,7 @@ func (a *App) GetRecord(ctx context.Context, actor domain.Actor, id int64) (doma
 // transaction. EForbidden for the assigned doctor, ENotFound for others.
 func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c domain.RecordChange, full bool) (domain.Record, error) {
 	var rec domain.Record
+	notified := false
 	err := a.changeRecord(ctx, actor, id, domain.ActionRecordUpdate, func(tx ports.Repos, r *domain.Record, now time.Time) error {
 		before := recordBytes(*r)
 		assigned, err := r.Apply(c, full, now)
@@ -134,14 +164,17 @@ func (a *App) UpdateRecord(ctx context.Context, actor domain.Actor, id int64, c 
 			return err
 		}
 		if assigned {
-			ev := domain.NewAssignmentEvent(*r, now, a.Sinks()...)
-			if err := tx.Outbox().Add(ctx, &ev); err != nil {
+			if err := a.assign(ctx, tx, *r, now); err != nil {
 				return err
 			}
+			notified = true
 		}
 		rec = *r
 		return nil
 	})
+	if err == nil && notified {
+		a.notifiedInTx()
+	}
 	return rec, err
 }
 

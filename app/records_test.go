@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -79,10 +80,18 @@ func TestCreateRecord(t *testing.T) {
 		require.Len(t, events, 1)
 		for id, ev := range events {
 			assert.Equal(t, domain.OutboxEvent{ID: id, Kind: domain.KindDoctorAssigned, RecordID: r.ID, PatientID: c.owner.ID,
-				DoctorID: c.doctor.ID, State: domain.OutboxPending, NextAttemptAt: now, CreatedAt: now,
-				Deliveries: []domain.Delivery{{EventID: id, Sink: domain.SinkNotification, State: domain.OutboxPending, NextAttemptAt: now, Since: now}},
-			}, ev, "no mailer: the in-API notification alone")
+				DoctorID: c.doctor.ID, State: domain.OutboxDelivered, Attempts: 1, NextAttemptAt: now, CreatedAt: now, DeliveredAt: &now,
+				Deliveries: []domain.Delivery{{EventID: id, Sink: domain.SinkNotification, State: domain.OutboxDelivered, Attempts: 1,
+					NextAttemptAt: now, DeliveredAt: &now, Since: now}},
+			}, ev, "no mailer: the in-API notification alone, delivered in the same transaction")
 			assert.True(t, e.db.inTx(t, "Outbox.Add", 0), "written through the transaction")
+			notes := e.db.rows().Notifications
+			require.Len(t, notes, 1)
+			for nid, n := range notes {
+				assert.Equal(t, domain.Notification{ID: nid, UserID: c.doctor.ID, Kind: domain.KindDoctorAssigned,
+					RecordID: r.ID, PatientID: c.owner.ID, EventID: id, CreatedAt: now}, n)
+			}
+			assert.True(t, e.db.inTx(t, "Notifications.Create", 0), "delivered through the transaction")
 		}
 
 		entries := e.auditEntries()
@@ -165,6 +174,7 @@ func TestCreateRecord(t *testing.T) {
 	}{
 		{"audit_append_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Audit.Append") }},
 		{"outbox_add_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Outbox.Add") }},
+		{"notification_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Notifications.Create") }},
 		{"record_create_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Records.Create") }},
 		{"doctor_lookup_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Users.ByID") }},
 		{"commit_fails", func(e *testEnv) { e.db.CommitErr = errBoom }},
@@ -181,9 +191,33 @@ func TestCreateRecord(t *testing.T) {
 			assert.Zero(t, r)
 			assert.Len(t, e.db.rows().Records, 2)
 			assert.Empty(t, e.outboxEvents())
+			assert.Empty(t, e.db.rows().Notifications, "no notification without its assignment")
 			assert.Empty(t, e.auditEntries())
 		})
 	}
+
+	t.Run("with_mailer_the_email_stays_pending", func(t *testing.T) {
+		e := newEnv(t, Config{})
+		e.app.mailer = &fakeMailer{send: func(context.Context, domain.Email) error { return nil }}
+		c := newCast(t, e)
+		now := e.clock.Now()
+		_, err := e.app.CreateRecord(ctx, actorOf(c.owner), domain.RecordChange{
+			Title: ptr("t"), Content: ptr("c"), SetDoctor: true, DoctorID: c.doctor.ID,
+		})
+		require.NoError(t, err)
+		events := e.outboxEvents()
+		require.Len(t, events, 1)
+		for _, ev := range events {
+			assert.Equal(t, domain.OutboxPending, ev.State, "pending while its email is")
+			assert.Nil(t, ev.DeliveredAt)
+			in, _ := ev.Delivery(domain.SinkNotification)
+			assert.Equal(t, domain.OutboxDelivered, in.State)
+			email, _ := ev.Delivery(domain.SinkEmail)
+			assert.Equal(t, domain.Delivery{EventID: ev.ID, Sink: domain.SinkEmail, State: domain.OutboxPending,
+				NextAttemptAt: now, Since: now}, email)
+		}
+		assert.Len(t, e.db.rows().Notifications, 1)
+	})
 }
 
 func TestListRecords(t *testing.T) {
@@ -377,9 +411,13 @@ func TestUpdateRecord(t *testing.T) {
 					assert.Equal(t, c.record.ID, ev.RecordID)
 					assert.Equal(t, c.owner.ID, ev.PatientID)
 					assert.True(t, e.db.inTx(t, "Outbox.Add", 0))
+					assert.Equal(t, domain.OutboxDelivered, ev.State, "its notification delivered with it")
+					assert.True(t, e.db.inTx(t, "Notifications.Create", 0))
 				}
+				assert.Len(t, e.db.rows().Notifications, 1)
 			} else {
 				assert.Empty(t, events)
+				assert.Empty(t, e.db.rows().Notifications)
 			}
 			assert.Equal(t, []auditShape{{c.owner.ID, domain.ActionRecordUpdate, c.record.ID, c.owner.ID, domain.OutcomeAllowed}},
 				shapes(e.auditEntries()))
@@ -497,6 +535,7 @@ func TestUpdateRecord(t *testing.T) {
 		{"commit_fails", func(e *testEnv) { e.db.CommitErr = errBoom }},
 		{"audit_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Audit.Append") }},
 		{"outbox_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Outbox.Add") }},
+		{"notification_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Notifications.Create") }},
 		{"update_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Records.Update") }},
 		{"doctor_lookup_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Users.ByID") }},
 		{"record_lookup_fails", func(e *testEnv) { e.db.Fail = failOn(errBoom, "Records.Get") }},
@@ -512,6 +551,7 @@ func TestUpdateRecord(t *testing.T) {
 			assert.Equal(t, c.record.Title, stored.Title)
 			assert.Equal(t, c.doctor.ID, stored.DoctorID)
 			assert.Empty(t, e.outboxEvents(), "no event without its assignment")
+			assert.Empty(t, e.db.rows().Notifications, "no notification without its assignment")
 			assert.Empty(t, e.auditEntries())
 		})
 	}

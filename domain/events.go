@@ -50,7 +50,7 @@ func ValidSink(s string) bool { return s == SinkNotification || s == SinkEmail }
 // OutboxEvent is an assignment waiting to be delivered. It is written in the
 // same transaction as the assignment, so it exists if and only if the
 // assignment committed. State, Attempts, LastError, NextAttemptAt and
-// DeliveredAt summarise its deliveries (see Summarise).
+// DeliveredAt summarise its deliveries (see Delivered).
 type OutboxEvent struct {
 	ID            int64
 	Kind          string
@@ -97,6 +97,68 @@ func NewAssignmentEvent(r Record, now time.Time, sinks ...string) OutboxEvent {
 		e.Deliveries = append(e.Deliveries, Delivery{Sink: s, State: OutboxPending, NextAttemptAt: now, Since: now})
 	}
 	return e
+}
+
+// Delivered marks e's delivery through sink as done at at (its first
+// attempt) and summarises e again as the stores do: delivered once every
+// sink is, pending while one is, the most attempts of any, delivered at
+// the last delivery's time. It reports false if e has no such pending
+// delivery.
+func (e *OutboxEvent) Delivered(sink string, at time.Time) bool {
+	at = at.UTC()
+	found := false
+	for i := range e.Deliveries {
+		if d := &e.Deliveries[i]; d.Sink == sink && d.State == OutboxPending {
+			d.State, d.Attempts, d.LastError, d.NextAttemptAt, d.DeliveredAt = OutboxDelivered, d.Attempts+1, "", at, &at
+			found = true
+		}
+	}
+	if !found {
+		return false
+	}
+	e.State, e.Attempts, e.LastError, e.DeliveredAt = OutboxDelivered, 0, "", nil
+	var last, next *time.Time
+	var failing *Delivery // its error is the event's: a dead one first, then by sink
+	for i, d := range e.Deliveries {
+		e.Attempts = max(e.Attempts, d.Attempts)
+		if d.State != OutboxDelivered && d.LastError != "" && (failing == nil || failsFirst(d, *failing)) {
+			failing = &e.Deliveries[i]
+		}
+		switch d.State {
+		case OutboxDead:
+			e.State = OutboxDead
+		case OutboxPending:
+			if e.State != OutboxDead {
+				e.State = OutboxPending
+			}
+			if next == nil || d.NextAttemptAt.Before(*next) {
+				next = &d.NextAttemptAt
+			}
+		}
+		if d.DeliveredAt != nil && (last == nil || d.DeliveredAt.After(*last)) {
+			last = d.DeliveredAt
+		}
+	}
+	if failing != nil {
+		e.LastError = failing.Sink + ": " + failing.LastError
+	}
+	if next != nil {
+		e.NextAttemptAt = *next
+	}
+	if e.State == OutboxDelivered && last != nil {
+		t := *last
+		e.DeliveredAt = &t
+	}
+	return true
+}
+
+// failsFirst orders failing deliveries for the event's last_error: a dead
+// one before a pending one, then by sink.
+func failsFirst(d, than Delivery) bool {
+	if dead := d.State == OutboxDead; dead != (than.State == OutboxDead) {
+		return dead
+	}
+	return d.Sink < than.Sink
 }
 
 // Delivery returns e's delivery through sink, and whether it has one.

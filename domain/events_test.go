@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"healthrecord/domain"
 )
@@ -194,6 +195,47 @@ func TestNewAssignmentEvent(t *testing.T) {
 	}, domain.NewAssignmentEvent(r, now, domain.SinkNotification, domain.SinkEmail))
 	only := domain.NewAssignmentEvent(r, now)
 	assert.Equal(t, []domain.Delivery{pending(domain.SinkNotification)}, only.Deliveries, "the in-API notification is always on")
+}
+
+func TestOutboxEvent_Delivered(t *testing.T) {
+	now := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := now.Add(time.Second)
+	r := domain.Record{ID: 5, PatientID: 1, DoctorID: 10}
+
+	t.Run("the only sink: the event is delivered", func(t *testing.T) {
+		e := domain.NewAssignmentEvent(r, now)
+		require.True(t, e.Delivered(domain.SinkNotification, at))
+		assert.Equal(t, domain.OutboxDelivered, e.State)
+		assert.Equal(t, 1, e.Attempts)
+		require.NotNil(t, e.DeliveredAt)
+		assert.Equal(t, at, *e.DeliveredAt)
+		d, _ := e.Delivery(domain.SinkNotification)
+		assert.Equal(t, domain.Delivery{Sink: domain.SinkNotification, State: domain.OutboxDelivered, Attempts: 1,
+			NextAttemptAt: at, DeliveredAt: &at, Since: now}, d)
+		assert.False(t, e.Delivered(domain.SinkNotification, at), "a delivered sink is not delivered again")
+	})
+	t.Run("email still to go: the event stays pending", func(t *testing.T) {
+		e := domain.NewAssignmentEvent(r, now, domain.SinkNotification, domain.SinkEmail)
+		require.True(t, e.Delivered(domain.SinkNotification, at))
+		assert.Equal(t, domain.OutboxPending, e.State)
+		assert.Equal(t, 1, e.Attempts)
+		assert.Nil(t, e.DeliveredAt)
+		assert.Equal(t, now, e.NextAttemptAt, "due when the email is")
+		email, _ := e.Delivery(domain.SinkEmail)
+		assert.Equal(t, domain.OutboxPending, email.State)
+	})
+	t.Run("a failing sink's error is the event's, a dead one first", func(t *testing.T) {
+		e := domain.NewAssignmentEvent(r, now, domain.SinkNotification, domain.SinkEmail)
+		e.Deliveries[1].State, e.Deliveries[1].LastError = domain.OutboxDead, "550 no such mailbox"
+		require.True(t, e.Delivered(domain.SinkNotification, at))
+		assert.Equal(t, domain.OutboxDead, e.State)
+		assert.Equal(t, "email: 550 no such mailbox", e.LastError)
+	})
+	t.Run("no such sink", func(t *testing.T) {
+		e := domain.NewAssignmentEvent(r, now)
+		assert.False(t, e.Delivered(domain.SinkEmail, at))
+		assert.Equal(t, domain.OutboxPending, e.State)
+	})
 }
 
 func TestRetryPolicy_Failed(t *testing.T) {

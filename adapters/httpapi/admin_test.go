@@ -126,7 +126,7 @@ func TestAdmin(t *testing.T) {
 
 	t.Run("outbox", func(t *testing.T) {
 		doc := e.mustDoctor(t, true)
-		e.mustRecord(t, p, doc.ID)
+		e.mustPendingEvent(t, e.mustRecord(t, p, 0), doc.ID)
 		events, err := e.db.Outbox().List(ctx, ports.OutboxFilter{State: domain.OutboxPending}, domain.Page{Limit: 10})
 		require.NoError(t, err)
 		require.NotEmpty(t, events)

@@ -294,8 +294,11 @@ func TestBrowser_AdminConsole(t *testing.T) {
 	p1, p2 := e.mustPatient(t), e.mustPatient(t)
 	d1 := e.mustDoctor(t, true)
 	pending := e.mustDoctor(t, false)
-	rec1 := e.mustRecord(t, p1, d1.ID) // outbox event 1
-	e.mustRecord(t, p2, d1.ID)         // outbox event 2
+	// Two events still pending, as an outage of the relay leaves them.
+	rec1 := e.mustRecord(t, p1, 0)
+	e.mustPendingEvent(t, rec1, d1.ID) // outbox event 1
+	rec2 := e.mustRecord(t, p2, 0)
+	e.mustPendingEvent(t, rec2, d1.ID) // outbox event 2
 	require.Equal(t, 200, e.send(t, "GET", "/api/records/"+itoa(rec1.ID)+"/", p1.Token, nil).Status)
 
 	// One event dies as a refused email would: 550 from the relay.

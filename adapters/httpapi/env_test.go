@@ -326,6 +326,17 @@ func (e *env) mustRecord(t *testing.T, owner user, doctor int64) record {
 	return rec
 }
 
+// mustPendingEvent stores an assignment event of rec to doctor whose
+// in-API notification is still to be delivered, as one written before
+// notifications were delivered in their assignment's transaction is: the
+// dispatcher's and the admin's work. It returns the event's id.
+func (e *env) mustPendingEvent(t *testing.T, rec record, doctor int64) int64 {
+	t.Helper()
+	ev := domain.NewAssignmentEvent(domain.Record{ID: rec.ID, PatientID: rec.Patient, DoctorID: doctor}, time.Now())
+	require.NoError(t, e.db.Outbox().Add(context.Background(), &ev))
+	return ev.ID
+}
+
 // mustComment adds doctor's comment on a record.
 func (e *env) mustComment(t *testing.T, doctor user, recordID int64, text string) comment {
 	t.Helper()

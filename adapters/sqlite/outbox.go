@@ -81,8 +81,8 @@ const summarise = `UPDATE outbox SET
         ELSE (SELECT max(d.delivered_at) FROM outbox_deliveries d WHERE d.event_id = outbox.id) END
 WHERE id IN `
 
-// Add stores e and its deliveries; inside a transaction the dispatcher is
-// woken only once it commits.
+// Add stores e and its deliveries; the dispatcher is woken when one is
+// pending, inside a transaction only once it commits.
 func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 	if len(e.Deliveries) == 0 {
 		return errors.New("sqlite: add outbox event: no delivery")
@@ -98,6 +98,7 @@ func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 			return err
 		}
 		e.ID = id
+		pending := false
 		for i := range e.Deliveries {
 			d := &e.Deliveries[i]
 			d.EventID = e.ID
@@ -107,8 +108,11 @@ func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 				toNanos(d.Since), toNullNanos(d.DeliveredAt)); err != nil {
 				return err
 			}
+			pending = pending || d.State == domain.OutboxPending
 		}
-		in.outboxChanged()
+		if pending { // else the dispatcher has nothing to do
+			in.outboxChanged()
+		}
 		return nil
 	})
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"log"
 	"math/rand/v2"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"sync"
 
@@ -102,6 +104,11 @@ func init() {
 }
 
 func main() {
+	// PBBENCH_PPROF=127.0.0.1:6060 serves net/http/pprof there, to see
+	// where PocketBase spends a scenario's CPU.
+	if addr := os.Getenv("PBBENCH_PPROF"); addr != "" {
+		go func() { log.Println(http.ListenAndServe(addr, nil)) }()
+	}
 	app := pocketbase.New()
 	app.RootCmd.AddCommand(seedCommand(app))
 	if err := app.Start(); err != nil {

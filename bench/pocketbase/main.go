@@ -138,6 +138,7 @@ const seedPassword = "Amber-Kettle-4071"
 func seedCommand(app *pocketbase.PocketBase) *cobra.Command {
 	var patients, doctors, perPatient, perRecord, workers int
 	var out string
+	var requestLogs bool
 	c := &cobra.Command{
 		Use:   "seed",
 		Short: "Create users, records and comments and write the patients' tokens as JSON",
@@ -147,6 +148,15 @@ func seedCommand(app *pocketbase.PocketBase) *cobra.Command {
 			}
 			if err := app.RunAllMigrations(); err != nil {
 				return err
+			}
+			if !requestLogs {
+				// PocketBase's switch for its request log (the _logs table of
+				// auxiliary.db): keep no days.
+				settings := app.Settings()
+				settings.Logs.MaxDays = 0
+				if err := app.Save(settings); err != nil {
+					return err
+				}
 			}
 			s, err := seed(app, patients, doctors, perPatient, perRecord, workers)
 			if err != nil {
@@ -164,6 +174,7 @@ func seedCommand(app *pocketbase.PocketBase) *cobra.Command {
 	c.Flags().IntVar(&perPatient, "records", 10, "records per patient")
 	c.Flags().IntVar(&perRecord, "comments", 2, "comments per record, by its doctor")
 	c.Flags().IntVar(&workers, "workers", 4, "users created at once (each hashes a password with bcrypt)")
+	c.Flags().BoolVar(&requestLogs, "request-logs", true, "keep PocketBase's request log on, as it ships (5 days)")
 	c.Flags().StringVar(&out, "out", "", "file to write the patients' tokens and record ids to (JSON)")
 	return c
 }

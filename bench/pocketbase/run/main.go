@@ -50,7 +50,7 @@ type options struct {
 	conns, threads                       int
 	duration, warmup                     time.Duration
 	scenarios                            string
-	keep                                 bool
+	keep, requestLogs                    bool
 }
 
 func main() {
@@ -64,6 +64,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario (whole seconds, as wrk takes it)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each scenario (0: none)")
 	flag.StringVar(&o.scenarios, "scenarios", "list,read,create", "comma-separated, in order: list, list-skiptotal, read, create")
+	flag.BoolVar(&o.requestLogs, "request-logs", true, "leave PocketBase's request log on, as it ships (false: Logs.MaxDays=0)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, data, scripts)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -110,7 +111,7 @@ func run(ctx context.Context, o options) error {
 	t0 = time.Now()
 	if err := runCmd(ctx, "", bin, "--dir", data, "--dev=false", "seed",
 		"--patients", strconv.Itoa(o.patients), "--doctors", strconv.Itoa(o.doctors),
-		"--records", strconv.Itoa(o.records), "--comments", strconv.Itoa(o.comments), "--out", tokens); err != nil {
+		"--records", strconv.Itoa(o.records), "--comments", strconv.Itoa(o.comments), "--request-logs="+strconv.FormatBool(o.requestLogs), "--out", tokens); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	var ds seeded
@@ -172,8 +173,8 @@ func run(ctx context.Context, o options) error {
 		fmt.Printf("%-15s %9.0f %9s %9s %8d %9.0f%% %11s %11s\n", s, float64(sum.requests)/sum.duration.Seconds(),
 			fmtDur(sum.p50), fmtDur(sum.p99), bad, 100*share, fmtKiB(procStatus(pid, "VmRSS")), fmtKiB(procStatus(pid, "VmHWM")))
 	}
-	fmt.Printf("\nwrk -t%d -c%d -d%s after a %s warm-up; server CPU is the share of all %d cores; peak RSS is the server's since it started.\n",
-		o.threads, o.conns, wrkDuration(o.duration), o.warmup, runtime.NumCPU())
+	fmt.Printf("\nwrk -t%d -c%d -d%s after a %s warm-up; server CPU is the share of all %d cores; peak RSS is the server's since it started; request log on: %v.\n",
+		o.threads, o.conns, wrkDuration(o.duration), o.warmup, runtime.NumCPU(), o.requestLogs)
 	return nil
 }
 

@@ -150,7 +150,7 @@ func run(ctx context.Context, o options) error {
 	pid := srv.Process.Pid
 	fmt.Printf("PocketBase serving on %s (pid %d), RSS %s\n\n", base, pid, fmtKiB(procStatus(pid, "VmRSS")))
 
-	fmt.Printf("%-15s %9s %9s %9s %8s %10s %11s %11s\n", "scenario", "req/s", "p50", "p99", "non-2xx", "server CPU", "RSS after", "peak RSS")
+	fmt.Printf("%-15s %9s %9s %9s %8s %10s %12s %11s %11s\n", "scenario", "req/s", "p50", "p99", "non-2xx", "server CPU", "CPU/request", "RSS after", "peak RSS")
 	for _, s := range scenarios {
 		reqs := table(s, ds, wrkRequests)
 		if o.warmup > 0 {
@@ -163,17 +163,22 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		share := (procCPU(pid) - cpu0).Seconds() / time.Since(w0).Seconds() / float64(runtime.NumCPU())
+		cpu := procCPU(pid) - cpu0
+		share := cpu.Seconds() / time.Since(w0).Seconds() / float64(runtime.NumCPU())
 		bad := sum.socketErrors
 		for st, n := range sum.status {
 			if st/100 != 2 {
 				bad += n
 			}
 		}
-		fmt.Printf("%-15s %9.0f %9s %9s %8d %9.0f%% %11s %11s\n", s, float64(sum.requests)/sum.duration.Seconds(),
-			fmtDur(sum.p50), fmtDur(sum.p99), bad, 100*share, fmtKiB(procStatus(pid, "VmRSS")), fmtKiB(procStatus(pid, "VmHWM")))
+		perReq := time.Duration(0)
+		if sum.requests > 0 {
+			perReq = cpu / time.Duration(sum.requests)
+		}
+		fmt.Printf("%-15s %9.0f %9s %9s %8d %9.0f%% %12s %11s %11s\n", s, float64(sum.requests)/sum.duration.Seconds(),
+			fmtDur(sum.p50), fmtDur(sum.p99), bad, 100*share, fmtDur(perReq), fmtKiB(procStatus(pid, "VmRSS")), fmtKiB(procStatus(pid, "VmHWM")))
 	}
-	fmt.Printf("\nwrk -t%d -c%d -d%s after a %s warm-up; server CPU is the share of all %d cores; peak RSS is the server's since it started; request log on: %v.\n",
+	fmt.Printf("\nwrk -t%d -c%d -d%s after a %s warm-up; server CPU is the share of all %d cores, CPU/request the server's CPU time over the requests wrk counted; peak RSS is the server's since it started; request log on: %v.\n",
 		o.threads, o.conns, wrkDuration(o.duration), o.warmup, runtime.NumCPU(), o.requestLogs)
 	return nil
 }

@@ -6,14 +6,14 @@
 // microseconds, and a keyset cursor (created_at, id) taken from a time
 // with nanoseconds must name exactly the row it came from.
 //
-// Writes run one at a time across every process on the database, as on
-// SQLite: each write transaction first takes a transaction-scoped advisory
-// lock. The contract asks for it (a write waits for an open transaction;
-// revocation numbers commit in their order; the audit chain has one
-// head), and it keeps every invariant the SQLite adapter relies on true
-// with several instances. Reads never wait for it. The outbox is still
-// claimed with FOR UPDATE SKIP LOCKED and the audit head locked with FOR
-// UPDATE, so each stays right on its own.
+// Writes run one batch at a time across every process on the database, as
+// on SQLite: a process's write transactions are grouped (commitqueue.go)
+// and each batch first takes a transaction-scoped advisory lock. The
+// contract asks for it (a write waits for an open transaction; revocation
+// numbers commit in their order; the audit chain has one head), and it
+// keeps every invariant the SQLite adapter relies on true with several
+// instances. Reads never wait for it. The outbox is still claimed with
+// FOR UPDATE SKIP LOCKED, so it stays right on its own.
 package postgres
 
 import (
@@ -40,11 +40,8 @@ const writerLock int64 = 0x68725f7772697465 // "hr_write"
 // DB is the PostgreSQL database. It implements ports.Store.
 type DB struct {
 	pool *pgxpool.Pool
-	// writer admits one write transaction of this process at a time, so
-	// writers wait in Go (honouring ctx) instead of each holding a pooled
-	// connection while waiting for the advisory lock, which would starve
-	// the readers of connections.
-	writer chan struct{}
+	// commits runs every write transaction of this process.
+	commits *commitQueue
 
 	mu       sync.Mutex
 	onOutbox []func()
@@ -76,7 +73,7 @@ var _ ports.Store = (*DB)(nil)
 // answers and stores text as UTF-8 (the storage quota counts UTF-8 bytes).
 // It does not migrate: call Migrate.
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1), listenKeepalive: defaultListenKeepalive}
+	db := &DB{log: slog.Default(), listenKeepalive: defaultListenKeepalive}
 	for _, o := range opts {
 		o(db)
 	}
@@ -108,11 +105,16 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: the database's encoding is %s; healthrecord needs UTF8", enc)
 	}
+	db.commits = startCommitQueue(db)
 	return db, nil
 }
 
-// Close closes the pool, after the calls in progress.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes the pool, after the calls in progress and the writes
+// queued; later writes fail.
+func (db *DB) Close() {
+	db.commits.close()
+	db.pool.Close()
+}
 
 // UseAuditKey keys the audit chain with key from now on; call it before
 // the store is used. With rekey (the key was just made), an empty chain's
@@ -128,6 +130,9 @@ func (db *DB) UseAuditKey(ctx context.Context, key domain.AuditKey, rekey bool) 
 		return nil
 	}
 	return db.withTx(ctx, func(t *txn) error {
+		if err := releaseAudit(ctx, t); err != nil {
+			return err
+		}
 		_, err := t.Exec(ctx, `UPDATE audit_head SET head_mac = $1 WHERE one = 1 AND last_id = 0 AND head_mac = ''`,
 			db.auditHasher().Head(0, ""))
 		return err
@@ -165,54 +170,85 @@ func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error
 	return db.withTx(ctx, func(t *txn) error { return fn(scope{db: db, tx: t}) })
 }
 
-// txn is one write transaction and what must happen after it commits.
+// txn is a batch's write transaction as one unit of work sees it, and
+// what must happen once it commits.
 type txn struct {
-	pgx.Tx
+	conn *pgxpool.Conn
+	txnState
+}
+
+// txnState is what the units of a batch leave besides their statements; a
+// unit undone to its savepoint restores the state it found.
+type txnState struct {
 	outboxChanged bool
 	// revoked and notified: sign-ins revoked, in-API notifications stored.
 	revoked, notified bool
+	audit             *auditPending // nil: no audit in this transaction yet
 }
 
-// withTx runs fn in a write transaction holding the writer lock.
-func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) (err error) {
+func (t *txn) snapshot() txnState {
+	s := t.txnState
+	s.audit = s.audit.snapshot()
+	return s
+}
+
+func (t *txn) restore(s txnState) {
+	t.txnState = s
+	t.audit = s.audit.snapshot() // s stays as it was, should it be restored again
+}
+
+// A unit's statements run on its batch's connection. A context that ends
+// during a statement makes pgx close the connection, which would fail
+// every unit of the batch; so each statement checks the unit's context
+// before it is sent and runs without its cancellation.
+
+func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return pgconn.CommandTag{}, err
 	}
-	select {
-	case db.writer <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	return t.conn.Exec(context.WithoutCancel(ctx), sql, args...)
+}
+
+func (t *txn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	defer func() { <-db.writer }()
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: begin: %w", err))
+	return t.conn.Query(context.WithoutCancel(ctx), sql, args...)
+}
+
+func (t *txn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := ctx.Err(); err != nil {
+		return errRow{err}
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			// Also on a panic; the caller's ctx may have ended already.
-			_ = tx.Rollback(context.Background())
-		}
-	}()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writerLock); err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: writer lock: %w", err))
+	return t.conn.QueryRow(context.WithoutCancel(ctx), sql, args...)
+}
+
+// SendBatch sends b's statements in one round trip; the results must be
+// closed before the next statement.
+func (t *txn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := ctx.Err(); err != nil {
+		return errBatch{err}
 	}
-	t := &txn{Tx: tx}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if err := db.notifyOthers(ctx, t); err != nil {
-		return ctxErr(ctx, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: commit: %w", err))
-	}
-	committed = true
-	if t.outboxChanged {
-		db.outboxCommitted() // before answering: a caller may count on the wake
-	}
-	return nil
+	return t.conn.SendBatch(context.WithoutCancel(ctx), b)
+}
+
+// errRow is a row that was never asked for.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// errBatch is a batch that was never sent.
+type errBatch struct{ err error }
+
+func (b errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
+func (b errBatch) Query() (pgx.Rows, error)         { return nil, b.err }
+func (b errBatch) QueryRow() pgx.Row                { return errRow(b) }
+func (b errBatch) Close() error                     { return b.err }
+func (b errBatch) Tx() pgx.Tx                       { return nil }
+
+// withTx runs fn as a unit of work of a write transaction (commitqueue.go).
+func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) error {
+	return db.commits.submit(ctx, fn)
 }
 
 // readTx runs fn in one read-only snapshot: the scope's transaction, or a

@@ -253,6 +253,14 @@ const (
 	spUsed                 // a unit succeeded after it: release it before the next
 )
 
+// savepointAhead are the statements that set a unit's savepoint from
+// where the batch's stands; they go with the unit's first statement
+// (txn.ahead), so a unit that sends none has nothing to undo.
+var savepointAhead = map[spState][]string{
+	spNone: {"SAVEPOINT u"},
+	spUsed: {"RELEASE SAVEPOINT u", "SAVEPOINT u"},
+}
+
 // runBatch runs jobs in one transaction. With several jobs each runs in a
 // savepoint, so one job's failure rolls back only its own writes; the jobs
 // that succeeded learn the commit's outcome.
@@ -286,39 +294,34 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 	t := &txn{conn: conn}
 	savepoints := len(live) > 1
 	sp := spNone
-	var ok []*writeJob  // succeeded, committed with the batch
-	var okSnap txnState // the state the last of ok found
+	var ok []*writeJob // succeeded, committed with the batch
 	for i, j := range live {
 		if savepoints {
-			switch sp {
-			case spNone:
-				_, err = conn.Exec(bg, "SAVEPOINT u")
-			case spUsed:
-				_, err = conn.Exec(bg, "RELEASE u; SAVEPOINT u")
-			}
-			if err != nil && sp == spUsed {
-				// The unit before returned no error but left the
-				// transaction failed (a statement's error it passed
-				// over): it is the one undone.
-				if _, rerr := conn.Exec(bg, "ROLLBACK TO u"); rerr != nil {
-					abort(conn, append(ok, live[i:]...), rerr)
-					return
-				}
-				last := ok[len(ok)-1]
-				ok = ok[:len(ok)-1]
-				t.restore(okSnap)
-				last.done <- jobResult{err: fmt.Errorf("postgres: %w", err)}
-				err = nil
-			} else if err != nil {
-				abort(conn, append(ok, live[i:]...), err)
-				return
-			}
-			sp = spClean
+			t.ahead = savepointAhead[sp]
 		}
+		set := sp == spClean // the unit's savepoint is set
+		t.failed, t.broken = nil, nil
 		snap := t.snapshot()
 		r := q.runJob(j, t)
+		if t.broken != nil {
+			if r.err == nil && !r.panicked {
+				r.err = fmt.Errorf("postgres: savepoint: %w", t.broken)
+			}
+			j.done <- r
+			abort(conn, append(ok, live[i+1:]...), t.broken)
+			return
+		}
+		set = set || (savepoints && t.ahead == nil)
+		if r.err == nil && !r.panicked && t.failed != nil {
+			// The unit went on past a refused statement: the transaction
+			// is failed, and the unit is undone.
+			r.err = fmt.Errorf("postgres: %w", t.failed)
+		}
 		if r.err == nil && !r.panicked {
-			ok, okSnap, sp = append(ok, j), snap, spUsed
+			ok = append(ok, j)
+			if set {
+				sp = spUsed
+			}
 			continue
 		}
 		if !savepoints {
@@ -326,37 +329,23 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 			j.done <- r
 			return
 		}
-		if _, err := conn.Exec(bg, "ROLLBACK TO u"); err != nil {
-			j.done <- r
-			abort(conn, append(ok, live[i+1:]...), err)
-			return
-		}
+		if set {
+			if _, err := conn.Exec(bg, "ROLLBACK TO SAVEPOINT u"); err != nil {
+				j.done <- r
+				abort(conn, append(ok, live[i+1:]...), err)
+				return
+			}
+			sp = spClean
+		} // else it sent no statement: nothing to undo in the database
 		t.restore(snap)
-		sp = spClean
 		j.done <- r
 	}
+	t.ahead = nil
 	if len(ok) == 0 {
 		rollback(conn) // every unit failed: nothing to keep
 		return
 	}
-	err = q.commit(t, savepoints && sp == spUsed)
-	if errors.Is(err, errLastUnitFailed) {
-		// Undo the last unit and commit the others.
-		last := ok[len(ok)-1]
-		ok = ok[:len(ok)-1]
-		if _, rerr := conn.Exec(bg, "ROLLBACK TO u"); rerr != nil {
-			last.done <- jobResult{err: fmt.Errorf("postgres: %w", err)}
-			abort(conn, ok, rerr)
-			return
-		}
-		t.restore(okSnap)
-		last.done <- jobResult{err: fmt.Errorf("postgres: %w", err)}
-		if len(ok) == 0 {
-			rollback(conn)
-			return
-		}
-		err = q.commit(t, false)
-	}
+	err = q.commit(t)
 	if err != nil {
 		rollback(conn)
 	}
@@ -368,30 +357,19 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 	}
 }
 
-// errLastUnitFailed: the last unit of a batch returned no error but left
-// the transaction failed, as its savepoint's release found.
-var errLastUnitFailed = errors.New("the transaction failed in this unit of work")
-
 // commit writes what the batch's units left for the end (the audit rows
 // and head, the notifications to other processes) and commits, in one
-// round trip; release first releases the last unit's savepoint, so that
-// a failure of that unit is told from the batch's (errLastUnitFailed).
-func (q *commitQueue) commit(t *txn, release bool) error {
+// round trip.
+func (q *commitQueue) commit(t *txn) error {
 	b := &pgx.Batch{}
-	if release {
-		b.Queue("RELEASE u")
-	}
 	q.db.queueAudit(b, t)
 	q.db.queueNotify(b, t)
 	b.Queue("COMMIT")
 	br := t.conn.SendBatch(context.Background(), b)
 	var err error
 	var tag pgconn.CommandTag
-	for i := range b.Len() {
+	for range b.Len() {
 		if tag, err = br.Exec(); err != nil {
-			if i == 0 && release {
-				err = fmt.Errorf("%w: %w", errLastUnitFailed, err)
-			}
 			break
 		}
 	}
@@ -402,10 +380,10 @@ func (q *commitQueue) commit(t *txn, release bool) error {
 		// COMMIT of a transaction that had failed: nothing was kept.
 		err = pgx.ErrTxCommitRollback
 	}
-	if err != nil && !errors.Is(err, errLastUnitFailed) {
+	if err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
-	return err
+	return nil
 }
 
 // waiting are the jobs whose callers still wait.

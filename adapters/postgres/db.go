@@ -55,6 +55,9 @@ type DB struct {
 	listenKeepalive time.Duration
 
 	log *slog.Logger
+	// tracer, if set, hears the pool's statements (tests count round
+	// trips with it).
+	tracer pgx.QueryTracer
 	// auditKey keys the audit chain: random from Open until UseAuditKey
 	// installs the operator's, so no chain is ever written unkeyed.
 	auditKey atomic.Pointer[domain.AuditKey]
@@ -88,6 +91,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	}
 	db.auditKey.Store(&ephemeral)
 	db.connConfig = cfg.ConnConfig.Copy()
+	if db.tracer != nil {
+		cfg.ConnConfig.Tracer = db.tracer
+	}
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("postgres: instance id: %w", err)
@@ -169,82 +175,6 @@ func (db *DB) outboxCommitted() {
 func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error {
 	return db.withTx(ctx, func(t *txn) error { return fn(scope{db: db, tx: t}) })
 }
-
-// txn is a batch's write transaction as one unit of work sees it, and
-// what must happen once it commits.
-type txn struct {
-	conn *pgxpool.Conn
-	txnState
-}
-
-// txnState is what the units of a batch leave besides their statements; a
-// unit undone to its savepoint restores the state it found.
-type txnState struct {
-	outboxChanged bool
-	// revoked and notified: sign-ins revoked, in-API notifications stored.
-	revoked, notified bool
-	audit             *auditPending // nil: no audit in this transaction yet
-}
-
-func (t *txn) snapshot() txnState {
-	s := t.txnState
-	s.audit = s.audit.snapshot()
-	return s
-}
-
-func (t *txn) restore(s txnState) {
-	t.txnState = s
-	t.audit = s.audit.snapshot() // s stays as it was, should it be restored again
-}
-
-// A unit's statements run on its batch's connection. A context that ends
-// during a statement makes pgx close the connection, which would fail
-// every unit of the batch; so each statement checks the unit's context
-// before it is sent and runs without its cancellation.
-
-func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if err := ctx.Err(); err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	return t.conn.Exec(context.WithoutCancel(ctx), sql, args...)
-}
-
-func (t *txn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return t.conn.Query(context.WithoutCancel(ctx), sql, args...)
-}
-
-func (t *txn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := ctx.Err(); err != nil {
-		return errRow{err}
-	}
-	return t.conn.QueryRow(context.WithoutCancel(ctx), sql, args...)
-}
-
-// SendBatch sends b's statements in one round trip; the results must be
-// closed before the next statement.
-func (t *txn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if err := ctx.Err(); err != nil {
-		return errBatch{err}
-	}
-	return t.conn.SendBatch(context.WithoutCancel(ctx), b)
-}
-
-// errRow is a row that was never asked for.
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
-
-// errBatch is a batch that was never sent.
-type errBatch struct{ err error }
-
-func (b errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
-func (b errBatch) Query() (pgx.Rows, error)         { return nil, b.err }
-func (b errBatch) QueryRow() pgx.Row                { return errRow(b) }
-func (b errBatch) Close() error                     { return b.err }
-func (b errBatch) Tx() pgx.Tx                       { return nil }
 
 // withTx runs fn as a unit of work of a write transaction (commitqueue.go).
 func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) error {

@@ -300,9 +300,14 @@ func (q *commitQueue) runBatch(jobs []*writeJob) {
 			t.ahead = savepointAhead[sp]
 		}
 		set := sp == spClean // the unit's savepoint is set
-		t.failed, t.broken = nil, nil
+		t.failed, t.broken, t.deferred, t.unitsLeft = nil, nil, nil, len(live)-i
 		snap := t.snapshot()
 		r := q.runJob(j, t)
+		if r.err == nil && !r.panicked && len(t.deferred) > 0 {
+			// Its last writes, and its savepoint if it sent nothing before.
+			r.err = t.flushPending(bg)
+		}
+		t.deferred = nil
 		if t.broken != nil {
 			if r.err == nil && !r.panicked {
 				r.err = fmt.Errorf("postgres: savepoint: %w", t.broken)
@@ -364,6 +369,7 @@ func (q *commitQueue) commit(t *txn) error {
 	b := &pgx.Batch{}
 	q.db.queueAudit(b, t)
 	q.db.queueNotify(b, t)
+	t.queueReleaseRecordIDs(b)
 	b.Queue("COMMIT")
 	br := t.conn.SendBatch(context.Background(), b)
 	var err error

@@ -3,7 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
-	"strings"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,7 +29,28 @@ type txn struct {
 	failed error
 	// broken is a savepoint statement's error: the batch cannot go on.
 	broken error
+	// deferred are the running unit's writes that return nothing the
+	// unit needs at once: they go with its next statement, or at its end,
+	// in that round trip.
+	deferred []deferredWrite
+	// unitsLeft counts the batch's units from the running one on: how many
+	// record ids to reserve at once.
+	unitsLeft int
+	// recordIDs are record ids reserved for the batch (next to last); see
+	// nextRecordID.
+	recordIDs idBlock
 }
+
+// deferredWrite is a statement a unit's next round trip carries; what
+// names it in its error.
+type deferredWrite struct {
+	sql  string
+	args []any
+	what string
+}
+
+// idBlock is a run of reserved ids: next to last, and the last handed out.
+type idBlock struct{ next, last, handed int64 }
 
 // txnState is what the units of a batch leave besides their statements; a
 // unit undone to its savepoint restores the state it found.
@@ -60,39 +81,101 @@ func (t *txn) saw(err error) error {
 	return err
 }
 
-// sendAhead sends the savepoint statements and sql in one batch and
-// returns the batch's results at sql's.
-func (t *txn) sendAhead(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := &pgx.Batch{}
-	for _, s := range t.ahead {
+// pending reports whether statements wait to go with the next one.
+func (t *txn) pending() bool { return len(t.ahead) > 0 || len(t.deferred) > 0 }
+
+// queuePending queues the savepoint statements and the deferred writes
+// in b, and forgets them; run reads their results.
+func (t *txn) queuePending(b *pgx.Batch) (run func(br pgx.BatchResults) error) {
+	ahead, deferred := t.ahead, t.deferred
+	t.ahead, t.deferred = nil, nil
+	for _, s := range ahead {
 		b.Queue(s)
 	}
-	b.Queue(sql, args...)
-	n := len(t.ahead)
-	t.ahead = nil
-	br := t.conn.SendBatch(ctx, b)
-	for range n {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			t.broken = err
-			return nil, err
+	for _, d := range deferred {
+		b.Queue(d.sql, d.args...)
+	}
+	return func(br pgx.BatchResults) error {
+		for range ahead {
+			if _, err := br.Exec(); err != nil {
+				t.broken = err
+				return err
+			}
 		}
+		for _, d := range deferred {
+			if _, err := br.Exec(); err != nil {
+				return t.saw(fmt.Errorf("postgres: %s: %w", d.what, err))
+			}
+		}
+		return nil
+	}
+}
+
+// sendAhead sends what is pending and sql in one batch and returns the
+// batch's results at sql's.
+func (t *txn) sendAhead(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	run := t.queuePending(b)
+	b.Queue(sql, args...)
+	br := t.conn.SendBatch(ctx, b)
+	if err := run(br); err != nil {
+		_ = br.Close()
+		return nil, err
 	}
 	return br, nil
 }
 
-// flushAhead sends the savepoint statements on their own, before a batch
-// of the unit's.
-func (t *txn) flushAhead(ctx context.Context) error {
-	if len(t.ahead) == 0 {
+// flushPending sends what is pending on its own: before a batch of the
+// unit's, or at the unit's end.
+func (t *txn) flushPending(ctx context.Context) error {
+	if !t.pending() {
 		return nil
 	}
-	_, err := t.conn.Exec(ctx, strings.Join(t.ahead, "; "))
-	t.ahead = nil
-	if err != nil {
-		t.broken = err
+	b := &pgx.Batch{}
+	run := t.queuePending(b)
+	br := t.conn.SendBatch(ctx, b)
+	err := run(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = t.saw(cerr)
 	}
 	return err
+}
+
+// deferWrite queues sql to go with the unit's next round trip.
+func (t *txn) deferWrite(what, sql string, args ...any) {
+	t.deferred = append(t.deferred, deferredWrite{sql: sql, args: args, what: what})
+}
+
+// reserveRecordIDs takes as many record ids as the batch has units left
+// (at least minReserve) from the records' sequence. Every write takes its
+// ids under the writer lock, so they come in commit order, and the ones
+// left over are given back before the batch commits (releaseRecordIDs).
+const reserveRecordIDs = `SELECT min(v), max(v) FROM (
+    SELECT nextval(pg_get_serial_sequence('records', 'id')) AS v FROM generate_series(1, $1)) s`
+
+const minReserve = 4
+
+// nextRecordID hands out a record id reserved for the batch.
+func (t *txn) nextRecordID(ctx context.Context) (int64, error) {
+	if t.recordIDs.next == 0 || t.recordIDs.next > t.recordIDs.last {
+		var first, last int64
+		if err := t.QueryRow(ctx, reserveRecordIDs, max(t.unitsLeft, minReserve)).Scan(&first, &last); err != nil {
+			return 0, err
+		}
+		t.recordIDs.next, t.recordIDs.last = first, last
+	}
+	id := t.recordIDs.next
+	t.recordIDs.next++
+	t.recordIDs.handed = id
+	return id, nil
+}
+
+// queueReleaseRecordIDs gives the record ids reserved and not handed out
+// back to the sequence, for the batch's commit.
+func (t *txn) queueReleaseRecordIDs(b *pgx.Batch) {
+	if t.recordIDs.next != 0 && t.recordIDs.next <= t.recordIDs.last {
+		b.Queue(`SELECT setval(pg_get_serial_sequence('records', 'id'), $1)`, t.recordIDs.handed)
+	}
 }
 
 func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -100,7 +183,7 @@ func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		return pgconn.CommandTag{}, err
 	}
 	ctx = context.WithoutCancel(ctx)
-	if len(t.ahead) == 0 {
+	if !t.pending() {
 		tag, err := t.conn.Exec(ctx, sql, args...)
 		return tag, t.saw(err)
 	}
@@ -120,7 +203,7 @@ func (t *txn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		return nil, err
 	}
 	ctx = context.WithoutCancel(ctx)
-	if len(t.ahead) == 0 {
+	if !t.pending() {
 		rows, err := t.conn.Query(ctx, sql, args...)
 		if err != nil {
 			return nil, t.saw(err)
@@ -144,7 +227,7 @@ func (t *txn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 		return errRow{err}
 	}
 	ctx = context.WithoutCancel(ctx)
-	if len(t.ahead) == 0 {
+	if !t.pending() {
 		return &txnRow{t: t, row: t.conn.QueryRow(ctx, sql, args...)}
 	}
 	br, err := t.sendAhead(ctx, sql, args)
@@ -161,7 +244,7 @@ func (t *txn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		return errBatch{err}
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := t.flushAhead(ctx); err != nil {
+	if err := t.flushPending(ctx); err != nil {
 		return errBatch{err}
 	}
 	return txnBatch{BatchResults: t.conn.SendBatch(ctx, b), t: t}

@@ -250,6 +250,19 @@ func (t *txn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return txnBatch{BatchResults: t.conn.SendBatch(ctx, b), t: t}
 }
 
+// CopyFrom copies rows into table with COPY, after what is pending.
+func (t *txn) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := t.flushPending(ctx); err != nil {
+		return 0, err
+	}
+	n, err := t.conn.CopyFrom(ctx, table, columns, rows)
+	return n, t.saw(err)
+}
+
 // txnRow is a unit's row: its error is noted, and the batch it came in
 // closed once it is read.
 type txnRow struct {

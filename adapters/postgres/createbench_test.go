@@ -37,6 +37,7 @@ func BenchmarkCreateUnit(b *testing.B) {
 	var n atomic.Int64
 	batches0, trips0 := db.commits.batches.Load(), trips.n.Load()
 	b.ReportAllocs()
+	b.ResetTimer()
 	cpu0 := cpuTime(b)
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {

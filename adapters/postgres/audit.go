@@ -21,6 +21,25 @@ const auditCols = "id, at, actor_id, actor_role, action, record_id, patient_id, 
 var auditColumns = []string{"id", "at", "actor_id", "actor_role", "action", "record_id", "patient_id", "outcome",
 	"request_id", "remote_addr", "prev_hash", "hash"}
 
+// copyAudit is how many entries an append writes at once, with COPY,
+// instead of leaving them for the commit's INSERT.
+const copyAudit = 64
+
+// copyAuditRows writes p's unwritten rows with COPY.
+func copyAuditRows(ctx context.Context, t *txn, p *auditPending) error {
+	rows := p.rows[p.wrote:]
+	src := make([][]any, len(rows))
+	for i, e := range rows {
+		src[i] = []any{e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
+			e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash}
+	}
+	if _, err := t.CopyFrom(ctx, pgx.Identifier{"audit"}, auditColumns, pgx.CopyFromRows(src)); err != nil {
+		return err
+	}
+	p.wrote = len(p.rows)
+	return nil
+}
+
 func scanAudit(row pgx.Row) (domain.AuditEntry, error) {
 	var e domain.AuditEntry
 	var at int64
@@ -31,10 +50,11 @@ func scanAudit(row pgx.Row) (domain.AuditEntry, error) {
 	return e, err
 }
 
-// Append chains entries to the head in one transaction: the head's row is
-// locked (FOR UPDATE) until commit, so appends from every instance queue
-// on it and each sees the head the last one left; a batch of any size is
-// one COPY. The entries' ID, PrevHash and Hash are set in place.
+// Append chains entries to the head of the transaction's pending audit
+// (audithead.go): the batch's writer lock keeps the head row as read until
+// commit, so appends from every instance queue on it and each sees the
+// head the last one left; the entries are written with the batch's
+// commit. The entries' ID, PrevHash and Hash are set in place.
 func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -46,30 +66,24 @@ func (r audit) Append(ctx context.Context, entries ...domain.AuditEntry) error {
 	}
 	h := r.s.db.auditHasher()
 	err := r.s.write(ctx, func(t *txn) error {
-		var head domain.AuditHead
-		if err := t.QueryRow(ctx, `SELECT last_id, last_hash FROM audit_head WHERE one = 1 FOR UPDATE`).
-			Scan(&head.ID, &head.Hash); err != nil {
+		p, err := t.auditState(ctx)
+		if err != nil {
 			return err
 		}
 		linked := append([]domain.AuditEntry(nil), entries...)
 		for i := range linked {
 			linked[i].At = fromNanos(toNanos(linked[i].At)) // exactly what is stored, and hashed
 		}
-		head, mac := h.Link(head, linked)
-		rows := make([][]any, len(linked))
-		for i, e := range linked {
-			rows[i] = []any{e.ID, toNanos(e.At), e.ActorID, string(e.ActorRole), e.Action, e.RecordID, e.PatientID,
-				e.Outcome, e.RequestID, e.RemoteAddr, e.PrevHash, e.Hash}
+		p.head, p.mac = h.Link(p.head, linked)
+		p.headMoved = true
+		p.rows = append(p.rows, linked...)
+		if len(linked) >= copyAudit {
+			// A read flush's hundreds of entries: COPY takes them faster
+			// than one INSERT of arrays.
+			if err := copyAuditRows(ctx, t, p); err != nil {
+				return err
+			}
 		}
-		if _, err := t.CopyFrom(ctx, pgx.Identifier{"audit"}, auditColumns, pgx.CopyFromRows(rows)); err != nil {
-			return err
-		}
-		if _, err := t.Exec(ctx, `UPDATE audit_head SET last_id = $1, last_hash = $2, head_mac = $3 WHERE one = 1`,
-			head.ID, head.Hash, mac); err != nil {
-			return err
-		}
-		// Only now: a rolled-back append leaves the caller's entries as
-		// they were.
 		copy(entries, linked)
 		return nil
 	})
@@ -94,6 +108,9 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 		w.add("action = ?", f.Action)
 	}
 	w.after(p, "at", "id")
+	if err := syncAudit(ctx, r.s.tx); err != nil {
+		return nil, fmt.Errorf("postgres: list audit: %w", err)
+	}
 	out, err := collect(ctx, r.s.reader(), scanAudit,
 		`SELECT `+auditCols+` FROM audit`+w.String()+` ORDER BY at DESC, id DESC LIMIT `+w.next(limit(p)), w.args...)
 	if err != nil {
@@ -103,6 +120,9 @@ func (r audit) List(ctx context.Context, f ports.AuditFilter, p domain.Page) ([]
 }
 
 func (r audit) Head(ctx context.Context) (domain.AuditHead, error) {
+	if err := syncAudit(ctx, r.s.tx); err != nil {
+		return domain.AuditHead{}, fmt.Errorf("postgres: audit head: %w", err)
+	}
 	h, err := one(ctx, r.s.reader(), func(row pgx.Row) (domain.AuditHead, error) {
 		var h domain.AuditHead
 		return h, row.Scan(&h.ID, &h.Hash)
@@ -119,6 +139,9 @@ func (r audit) Verify(ctx context.Context, since *domain.AuditHead) (domain.Audi
 	h := r.s.db.auditHasher()
 	var c domain.AuditCheck
 	err := r.s.db.readTx(ctx, r.s.tx, func(q querier) error {
+		if err := syncAudit(ctx, r.s.tx); err != nil {
+			return err
+		}
 		rows, err := q.Query(ctx, `SELECT `+auditCols+` FROM audit ORDER BY id`)
 		if err != nil {
 			return err

@@ -6,14 +6,14 @@
 // microseconds, and a keyset cursor (created_at, id) taken from a time
 // with nanoseconds must name exactly the row it came from.
 //
-// Writes run one at a time across every process on the database, as on
-// SQLite: each write transaction first takes a transaction-scoped advisory
-// lock. The contract asks for it (a write waits for an open transaction;
-// revocation numbers commit in their order; the audit chain has one
-// head), and it keeps every invariant the SQLite adapter relies on true
-// with several instances. Reads never wait for it. The outbox is still
-// claimed with FOR UPDATE SKIP LOCKED and the audit head locked with FOR
-// UPDATE, so each stays right on its own.
+// Writes run one batch at a time across every process on the database, as
+// on SQLite: a process's write transactions are grouped (commitqueue.go)
+// and each batch first takes a transaction-scoped advisory lock. The
+// contract asks for it (a write waits for an open transaction; revocation
+// numbers commit in their order; the audit chain has one head), and it
+// keeps every invariant the SQLite adapter relies on true with several
+// instances. Reads never wait for it. The outbox is still claimed with
+// FOR UPDATE SKIP LOCKED, so it stays right on its own.
 package postgres
 
 import (
@@ -40,11 +40,8 @@ const writerLock int64 = 0x68725f7772697465 // "hr_write"
 // DB is the PostgreSQL database. It implements ports.Store.
 type DB struct {
 	pool *pgxpool.Pool
-	// writer admits one write transaction of this process at a time, so
-	// writers wait in Go (honouring ctx) instead of each holding a pooled
-	// connection while waiting for the advisory lock, which would starve
-	// the readers of connections.
-	writer chan struct{}
+	// commits runs every write transaction of this process.
+	commits *commitQueue
 
 	mu       sync.Mutex
 	onOutbox []func()
@@ -58,6 +55,9 @@ type DB struct {
 	listenKeepalive time.Duration
 
 	log *slog.Logger
+	// tracer, if set, hears the pool's statements (tests count round
+	// trips with it).
+	tracer pgx.QueryTracer
 	// auditKey keys the audit chain: random from Open until UseAuditKey
 	// installs the operator's, so no chain is ever written unkeyed.
 	auditKey atomic.Pointer[domain.AuditKey]
@@ -76,7 +76,7 @@ var _ ports.Store = (*DB)(nil)
 // answers and stores text as UTF-8 (the storage quota counts UTF-8 bytes).
 // It does not migrate: call Migrate.
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	db := &DB{log: slog.Default(), writer: make(chan struct{}, 1), listenKeepalive: defaultListenKeepalive}
+	db := &DB{log: slog.Default(), listenKeepalive: defaultListenKeepalive}
 	for _, o := range opts {
 		o(db)
 	}
@@ -91,6 +91,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	}
 	db.auditKey.Store(&ephemeral)
 	db.connConfig = cfg.ConnConfig.Copy()
+	if db.tracer != nil {
+		cfg.ConnConfig.Tracer = db.tracer
+	}
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("postgres: instance id: %w", err)
@@ -108,11 +111,16 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: the database's encoding is %s; healthrecord needs UTF8", enc)
 	}
+	db.commits = startCommitQueue(db)
 	return db, nil
 }
 
-// Close closes the pool, after the calls in progress.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes the pool, after the calls in progress and the writes
+// queued; later writes fail.
+func (db *DB) Close() {
+	db.commits.close()
+	db.pool.Close()
+}
 
 // UseAuditKey keys the audit chain with key from now on; call it before
 // the store is used. With rekey (the key was just made), an empty chain's
@@ -128,6 +136,9 @@ func (db *DB) UseAuditKey(ctx context.Context, key domain.AuditKey, rekey bool) 
 		return nil
 	}
 	return db.withTx(ctx, func(t *txn) error {
+		if err := releaseAudit(ctx, t); err != nil {
+			return err
+		}
 		_, err := t.Exec(ctx, `UPDATE audit_head SET head_mac = $1 WHERE one = 1 AND last_id = 0 AND head_mac = ''`,
 			db.auditHasher().Head(0, ""))
 		return err
@@ -165,54 +176,9 @@ func (db *DB) WithinTx(ctx context.Context, fn func(tx ports.Repos) error) error
 	return db.withTx(ctx, func(t *txn) error { return fn(scope{db: db, tx: t}) })
 }
 
-// txn is one write transaction and what must happen after it commits.
-type txn struct {
-	pgx.Tx
-	outboxChanged bool
-	// revoked and notified: sign-ins revoked, in-API notifications stored.
-	revoked, notified bool
-}
-
-// withTx runs fn in a write transaction holding the writer lock.
-func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	select {
-	case db.writer <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-db.writer }()
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: begin: %w", err))
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			// Also on a panic; the caller's ctx may have ended already.
-			_ = tx.Rollback(context.Background())
-		}
-	}()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writerLock); err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: writer lock: %w", err))
-	}
-	t := &txn{Tx: tx}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if err := db.notifyOthers(ctx, t); err != nil {
-		return ctxErr(ctx, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return ctxErr(ctx, fmt.Errorf("postgres: commit: %w", err))
-	}
-	committed = true
-	if t.outboxChanged {
-		db.outboxCommitted() // before answering: a caller may count on the wake
-	}
-	return nil
+// withTx runs fn as a unit of work of a write transaction (commitqueue.go).
+func (db *DB) withTx(ctx context.Context, fn func(t *txn) error) error {
+	return db.commits.submit(ctx, fn)
 }
 
 // readTx runs fn in one read-only snapshot: the scope's transaction, or a

@@ -154,19 +154,15 @@ func (db *DB) listenOnce(ctx context.Context, h Remote, connected func()) error 
 	}
 }
 
-// notifyOthers announces t's changes to the other processes; the
-// notifications are sent when t commits.
-func (db *DB) notifyOthers(ctx context.Context, t *txn) error {
+// queueNotify queues the announcement of t's changes to the other
+// processes; PostgreSQL sends it when t commits.
+func (db *DB) queueNotify(b *pgx.Batch, t *txn) {
 	for _, c := range []struct {
 		changed bool
 		channel string
 	}{{t.outboxChanged, chanOutbox}, {t.revoked, chanRevoked}, {t.notified, chanNotified}} {
-		if !c.changed {
-			continue
-		}
-		if _, err := t.Exec(ctx, `SELECT pg_notify($1, $2)`, c.channel, db.instance); err != nil {
-			return fmt.Errorf("postgres: notify %s: %w", c.channel, err)
+		if c.changed {
+			b.Queue(`SELECT pg_notify($1, $2)`, c.channel, db.instance)
 		}
 	}
-	return nil
 }

@@ -58,30 +58,43 @@ const summarise = `UPDATE outbox SET
         ELSE (SELECT max(d.delivered_at) FROM outbox_deliveries d WHERE d.event_id = outbox.id) END
 WHERE id = ANY($1)`
 
-// Add stores e and its deliveries; the dispatcher is woken only once the
-// transaction commits.
+// addEvent stores an event and its deliveries (given column by column) in
+// one statement.
+const addEvent = `WITH e AS (
+    INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
+                        next_attempt_at, created_at, delivered_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id),
+ d AS (
+    INSERT INTO outbox_deliveries (` + deliveryCols + `)
+    SELECT e.id, x.sink, x.state, x.attempts, x.last_error, x.next_attempt_at, x.since, x.delivered_at
+    FROM e, unnest($11::text[], $12::text[], $13::int[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[])
+        AS x (sink, state, attempts, last_error, next_attempt_at, since, delivered_at))
+SELECT id FROM e`
+
+// Add stores e and its deliveries in one statement; the dispatcher is
+// woken only once the transaction commits.
 func (r outbox) Add(ctx context.Context, e *domain.OutboxEvent) error {
 	if len(e.Deliveries) == 0 {
 		return errors.New("postgres: add outbox event: no delivery")
 	}
+	n := len(e.Deliveries)
+	sinks, states, errs := make([]string, n), make([]string, n), make([]string, n)
+	attempts, next, since, delivered := make([]int64, n), make([]int64, n), make([]int64, n), make([]*int64, n)
+	for i, d := range e.Deliveries {
+		sinks[i], states[i], errs[i] = d.Sink, d.State, d.LastError
+		attempts[i], next[i], since[i], delivered[i] = int64(d.Attempts), toNanos(d.NextAttemptAt), toNanos(d.Since), toNullNanos(d.DeliveredAt)
+	}
 	err := r.s.write(ctx, func(t *txn) error {
-		if err := t.QueryRow(ctx,
-			`INSERT INTO outbox (kind, record_id, patient_id, doctor_id, state, attempts, last_error,
-			                     next_attempt_at, created_at, delivered_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		var id int64
+		if err := t.QueryRow(ctx, addEvent,
 			e.Kind, e.RecordID, e.PatientID, e.DoctorID, e.State, e.Attempts, e.LastError,
-			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt)).Scan(&e.ID); err != nil {
+			toNanos(e.NextAttemptAt), toNanos(e.CreatedAt), toNullNanos(e.DeliveredAt),
+			sinks, states, attempts, errs, next, since, delivered).Scan(&id); err != nil {
 			return err
 		}
+		e.ID = id
 		for i := range e.Deliveries {
-			d := &e.Deliveries[i]
-			d.EventID = e.ID
-			if _, err := t.Exec(ctx,
-				`INSERT INTO outbox_deliveries (`+deliveryCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				d.EventID, d.Sink, d.State, d.Attempts, d.LastError, toNanos(d.NextAttemptAt),
-				toNanos(d.Since), toNullNanos(d.DeliveredAt)); err != nil {
-				return err
-			}
+			e.Deliveries[i].EventID = id
 		}
 		t.changedOutbox()
 		return nil
@@ -145,12 +158,85 @@ func scanClaimed(row pgx.Row) (domain.OutboxEvent, error) {
 	return e, err
 }
 
+// recordResults writes results given column by column ($1 to $6), by
+// owner ($7), and returns the events whose delivery it changed.
+const recordResults = `UPDATE outbox_deliveries d
+    SET state = r.state, attempts = d.attempts + 1, last_error = r.last_error,
+        next_attempt_at = r.next_attempt_at, delivered_at = r.delivered_at, claimed_by = NULL, claimed_until = NULL
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+        AS r (event_id, sink, state, last_error, next_attempt_at, delivered_at)
+    WHERE d.event_id = r.event_id AND d.sink = r.sink AND d.claimed_by = $7 AND d.state = 'pending'
+    RETURNING d.event_id`
+
 // Record writes every result and the summaries of their events in one
-// transaction.
+// transaction, in one round trip: the results in one statement, the
+// summaries (of every event named, which leaves an unchanged one as it
+// was) in the next, which sees the first's changes.
 func (r outbox) Record(ctx context.Context, owner string, results []domain.DeliveryResult) (int, error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
+	n := len(results)
+	ids, sinks, states, errs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+	next, delivered := make([]int64, n), make([]*int64, n)
+	type key struct {
+		id   int64
+		sink string
+	}
+	seen := make(map[key]bool, n)
+	for i, res := range results {
+		ids[i], sinks[i], errs[i], next[i] = res.EventID, res.Sink, truncate(res.Error, maxErrLen), toNanos(res.Next)
+		switch res.Outcome {
+		case domain.OutcomeDelivered:
+			at := toNanos(res.At)
+			states[i], delivered[i], next[i] = domain.OutboxDelivered, &at, at
+		case domain.OutcomeRetry:
+			states[i] = domain.OutboxPending
+		case domain.OutcomeDead:
+			states[i], next[i] = domain.OutboxDead, toNanos(res.At)
+		default:
+			return 0, fmt.Errorf("postgres: record outbox deliveries: unknown outcome %q", res.Outcome)
+		}
+		k := key{res.EventID, res.Sink}
+		if seen[k] {
+			// One statement would apply only one of them.
+			return r.recordEach(ctx, owner, results)
+		}
+		seen[k] = true
+	}
+	stored := 0
+	err := r.s.write(ctx, func(t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(recordResults, ids, sinks, states, errs, next, delivered, owner)
+		b.Queue(summarise, ids)
+		br := t.SendBatch(ctx, b)
+		defer br.Close()
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		stored = 0
+		for rows.Next() {
+			stored++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres: record outbox deliveries: %w", err)
+	}
+	return stored, nil
+}
+
+// recordEach writes results one by one, in their order, for a list that
+// names a delivery twice.
+func (r outbox) recordEach(ctx context.Context, owner string, results []domain.DeliveryResult) (int, error) {
 	stored := 0
 	err := r.s.write(ctx, func(t *txn) error {
 		stored = 0
@@ -167,8 +253,6 @@ func (r outbox) Record(ctx context.Context, owner string, results []domain.Deliv
 				state = domain.OutboxPending
 			case domain.OutcomeDead:
 				state, next = domain.OutboxDead, toNanos(res.At)
-			default:
-				return fmt.Errorf("unknown outcome %q", res.Outcome)
 			}
 			tag, err := t.Exec(ctx,
 				`UPDATE outbox_deliveries SET state = $1, attempts = attempts + 1, last_error = $2,
